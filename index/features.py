@@ -1,0 +1,225 @@
+"""Local features (ORB keypoints + TEBLID descriptors) and their geometric verification.
+
+Crops, padding and screenshots defeat global hashes; local descriptors survive them. We detect
+ORB keypoints on a copy scaled to a fixed long side, describe them with TEBLID-256 (OpenCV
+contrib, learned weights compiled into the wheel; Suarez et al., "Revisiting binary local image
+description for resource limited devices", 2021) and confirm a candidate by a RANSAC similarity
+transform, which also tells what region of the original the query shows. Thorn's perception
+benchmark and ISC2021 winners use the same retrieve-then-verify shape.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from index.errors import FingerprintError
+
+DESCRIPTOR_BYTES = 32
+# Both sides of a comparison are described at this long side: ORB's 8-level pyramid (x1.2) then
+# covers the scale change of a quarter-area crop or a downscaled screenshot.
+PROCESSING_SIDE = 640
+MAX_KEYPOINTS = 1500
+_GRID = 4  # cells per side for the spatially balanced ordering
+_FORMAT_VERSION = 1
+_HEADER = struct.Struct("<BIIIf")  # version, count, width, height, scale
+
+
+@dataclass(frozen=True)
+class LocalFeatures:
+    """Keypoints and descriptors of one image.
+
+    ``points`` are (n, 2) float32 pixel coordinates in the original image; ``descriptors`` are
+    (n, 32) uint8 in a spatially balanced order (see ``_balanced_order``), so any prefix is a good
+    sample of the whole picture. ``scale`` is original pixels per processing pixel.
+    """
+
+    points: np.ndarray
+    descriptors: np.ndarray
+    width: int
+    height: int
+    scale: float
+
+    def __len__(self) -> int:
+        return int(self.descriptors.shape[0])
+
+    def to_bytes(self) -> bytes:
+        header = _HEADER.pack(_FORMAT_VERSION, len(self), self.width, self.height, self.scale)
+        # Descriptors first: the index reads only a prefix of them (see FingerprintStore).
+        return header + self.descriptors.tobytes() + self.points.astype("<f4").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LocalFeatures:
+        version, count, width, height, scale = _HEADER.unpack_from(data)
+        if version != _FORMAT_VERSION:
+            raise FingerprintError(f"unknown local-feature format version {version}")
+        offset = _HEADER.size
+        descriptors = np.frombuffer(data, np.uint8, count * DESCRIPTOR_BYTES, offset)
+        offset += count * DESCRIPTOR_BYTES
+        points = np.frombuffer(data, "<f4", count * 2, offset).reshape(count, 2)
+        return cls(points, descriptors.reshape(count, DESCRIPTOR_BYTES), width, height, scale)
+
+    @staticmethod
+    def descriptor_prefix(data: bytes, count: int) -> np.ndarray:
+        """The first ``count`` descriptors of a serialised set (the data may be cut after them)."""
+        _, stored, *_ = _HEADER.unpack_from(data)
+        count = min(count, stored, (len(data) - _HEADER.size) // DESCRIPTOR_BYTES)
+        flat = np.frombuffer(data, np.uint8, count * DESCRIPTOR_BYTES, _HEADER.size)
+        return flat.reshape(count, DESCRIPTOR_BYTES)
+
+    @staticmethod
+    def prefix_length(count: int) -> int:
+        """Bytes of a serialised set needed to read ``count`` descriptors."""
+        return _HEADER.size + count * DESCRIPTOR_BYTES
+
+
+@dataclass(frozen=True)
+class GeometricMatch:
+    """A verified correspondence between a query and a reference image.
+
+    ``region`` is the polygon of the reference (original pixel coordinates) that the query shows,
+    clipped to the reference's bounds; ``coverage`` is its share of the reference's area.
+    """
+
+    inliers: int
+    tentative_matches: int
+    region: tuple[tuple[float, float], ...]
+    coverage: float
+    scale: float
+    rotation_degrees: float
+
+
+def _balanced_order(points: np.ndarray, responses: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Order keypoints round-robin over a grid, strongest first in each cell.
+
+    A prefix of the strongest keypoints alone clusters in the most textured area; a crop of a
+    calmer area would then have no indexed descriptors at all.
+    """
+    cell_x = np.minimum((points[:, 0] * _GRID / max(width, 1)).astype(int), _GRID - 1)
+    cell_y = np.minimum((points[:, 1] * _GRID / max(height, 1)).astype(int), _GRID - 1)
+    cell = cell_y * _GRID + cell_x
+    by_strength = np.argsort(-responses, kind="stable")
+    rank_in_cell = np.empty(len(points), dtype=np.int64)
+    seen: dict[int, int] = {}
+    for index in by_strength:
+        c = int(cell[index])
+        rank_in_cell[index] = seen.get(c, 0)
+        seen[c] = rank_in_cell[index] + 1
+    return np.lexsort((-responses, rank_in_cell))
+
+
+_orb = cv2.ORB.create(nfeatures=MAX_KEYPOINTS, fastThreshold=10)
+# TEBLID's scale factor for ORB keypoints is 1.0 (OpenCV docs for TEBLID_create).
+_teblid = cv2.xfeatures2d.TEBLID.create(1.0)
+
+
+def extract_local_features(image: Image.Image) -> LocalFeatures:
+    """Detect and describe local features of a decoded image (any size, any mode)."""
+    if image.width < 16 or image.height < 16:
+        raise FingerprintError("the image is too small for local features")
+    scale = max(image.width, image.height) / PROCESSING_SIDE
+    size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
+    gray = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR))
+    keypoints = _orb.detect(gray, None)
+    keypoints, descriptors = _teblid.compute(gray, keypoints)
+    if descriptors is None or not keypoints:
+        return LocalFeatures(
+            np.zeros((0, 2), np.float32),
+            np.zeros((0, DESCRIPTOR_BYTES), np.uint8),
+            image.width,
+            image.height,
+            scale,
+        )
+    points = np.array([k.pt for k in keypoints], dtype=np.float32) * scale
+    responses = np.array([k.response for k in keypoints], dtype=np.float32)
+    order = _balanced_order(points, responses, image.width, image.height)
+    return LocalFeatures(
+        np.ascontiguousarray(points[order]),
+        np.ascontiguousarray(descriptors[order]),
+        image.width,
+        image.height,
+        scale,
+    )
+
+
+def _clip_polygon(polygon: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Sutherland-Hodgman clipping of a polygon to the rectangle [0, width] x [0, height]."""
+    edges = ((0, 0.0, 1), (0, width, -1), (1, 0.0, 1), (1, height, -1))
+    points = [tuple(p) for p in polygon]
+    for axis, bound, sign in edges:
+        if not points:
+            break
+        clipped = []
+        for i, current in enumerate(points):
+            previous = points[i - 1]
+            current_in = sign * (current[axis] - bound) >= 0
+            previous_in = sign * (previous[axis] - bound) >= 0
+            if current_in != previous_in:
+                t = (bound - previous[axis]) / (current[axis] - previous[axis])
+                clipped.append(tuple(p + t * (c - p) for p, c in zip(previous, current, strict=True)))
+            if current_in:
+                clipped.append(current)
+        points = clipped
+    return np.array(points, dtype=np.float64).reshape(-1, 2)
+
+
+def _polygon_area(polygon: np.ndarray) -> float:
+    x, y = polygon[:, 0], polygon[:, 1]
+    return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+
+
+_matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+
+
+def verify_geometry(
+    query: LocalFeatures,
+    reference: LocalFeatures,
+    *,
+    ratio: float = 0.8,
+    reprojection_pixels: float = 4.0,
+) -> GeometricMatch | None:
+    """Match descriptors (Lowe's ratio test) and fit a RANSAC similarity transform query -> reference.
+
+    A similarity (rotation, uniform scale, translation) covers crops, resizes, screenshots and
+    small rotations while leaving chance alignments of unrelated images fewer degrees of freedom
+    than a homography would. ``reprojection_pixels`` is in processing pixels. Returns None when no
+    transform with at least 4 inliers exists.
+    """
+    if len(query) < 4 or len(reference) < 4:
+        return None
+    pairs = _matcher.knnMatch(query.descriptors, reference.descriptors, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+    if len(good) < 4:
+        return None
+    source = query.points[[m.queryIdx for m in good]]
+    target = reference.points[[m.trainIdx for m in good]]
+    transform, inlier_mask = cv2.estimateAffinePartial2D(
+        source,
+        target,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=reprojection_pixels * reference.scale,
+        maxIters=2000,
+        confidence=0.995,
+    )
+    if transform is None:
+        return None
+    inliers = int(inlier_mask.sum())
+    scale = float(np.hypot(transform[0, 0], transform[1, 0]))
+    if inliers < 4 or not 0.02 < scale < 50:
+        return None
+    corners = np.array([[0, 0], [query.width, 0], [query.width, query.height], [0, query.height]], np.float64)
+    mapped = corners @ transform[:, :2].T + transform[:, 2]
+    region = _clip_polygon(mapped, reference.width, reference.height)
+    coverage = _polygon_area(region) / (reference.width * reference.height) if len(region) else 0.0
+    return GeometricMatch(
+        inliers=inliers,
+        tentative_matches=len(good),
+        region=tuple((round(float(x), 1), round(float(y), 1)) for x, y in region),
+        coverage=round(coverage, 4),
+        scale=scale,
+        rotation_degrees=float(np.degrees(np.arctan2(transform[1, 0], transform[0, 0]))),
+    )

@@ -1,0 +1,60 @@
+"""Pure scoring: raw evidence (PDQ distance, RANSAC inliers) -> one calibrated confidence 0..1.
+
+Each method's raw value maps piecewise-linearly onto a shared scale whose anchors are the
+calibrated thresholds: 0.5 at the "possible" threshold and 0.9 at the "match" threshold, rising
+towards 0.99 as the evidence grows. A record's confidence is the strongest of its methods. The
+thresholds themselves are arguments; the benchmark in scripts/bench_robustness.py sets them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MATCH_CONFIDENCE = 0.9
+POSSIBLE_CONFIDENCE = 0.5
+_TOP = 0.99
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Decision thresholds, calibrated for zero false matches on the benchmark's distractors."""
+
+    pdq_match: int = 31
+    pdq_possible: int = 45
+    pdq_min_quality: int = 50
+    inliers_match: int = 20
+    inliers_possible: int = 10
+
+
+def _ramp(value: float, possible: float, match: float, saturate: float) -> float:
+    """0.5 at ``possible``, 0.9 at ``match``, 0.99 at ``saturate``; values run in that order."""
+    if (value - possible) * (match - possible) < 0:
+        return 0.0
+    if (value - match) * (match - possible) < 0:
+        return POSSIBLE_CONFIDENCE + (MATCH_CONFIDENCE - POSSIBLE_CONFIDENCE) * (
+            (value - possible) / (match - possible)
+        )
+    progress = min(1.0, (value - match) / (saturate - match))
+    return MATCH_CONFIDENCE + (_TOP - MATCH_CONFIDENCE) * progress
+
+
+def pdq_confidence(distance: int, quality: int, thresholds: Thresholds) -> float:
+    """Confidence from a PDQ Hamming distance; low-quality hashes never reach a match alone."""
+    confidence = _ramp(distance, thresholds.pdq_possible, thresholds.pdq_match, 0)
+    if quality < thresholds.pdq_min_quality:
+        return min(confidence, MATCH_CONFIDENCE - 0.01)
+    return confidence
+
+
+def geometry_confidence(inliers: int, thresholds: Thresholds) -> float:
+    """Confidence from the inlier count of a verified similarity transform."""
+    return _ramp(inliers, thresholds.inliers_possible, thresholds.inliers_match, 4 * thresholds.inliers_match)
+
+
+def verdict_for(confidence: float) -> str:
+    """The verification verdict a search confidence supports on its own."""
+    if confidence >= MATCH_CONFIDENCE:
+        return "matched"
+    if confidence >= POSSIBLE_CONFIDENCE:
+        return "possible_match"
+    return "no_match"

@@ -1,0 +1,225 @@
+"""In-memory FAISS indexes over the stored fingerprints: a derived, rebuildable cache.
+
+Two binary indexes, both keyed by record id:
+- PDQ: one 256-bit hash per record in a flat index (exact Hamming search; 8 query variants).
+- local descriptors: the first ``INDEXED_DESCRIPTORS`` TEBLID descriptors of each record (a
+  spatially balanced sample). Below ``IVF_MIN_VECTORS`` they sit in a flat index; above it in an
+  inverted file whose coarse centroids are a random sample of the indexed descriptors (k-means on
+  millions of binary codes would stall a serving process for minutes; sampled centroids train in
+  milliseconds and only cost some recall, which the vote over many descriptors absorbs).
+
+RAM per record: 32 + 8 bytes (PDQ) + INDEXED_DESCRIPTORS * (32 + 8) bytes (code + id) = ~6.4 KB.
+The full descriptor sets for verification stay in the store on disk.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from index.errors import IndexNotReady
+from index.features import LocalFeatures
+from index.fingerprints import PDQ_BITS, PdqHash
+from index.store import FingerprintStore, IndexRows
+
+INDEXED_DESCRIPTORS = 160
+IVF_MIN_VECTORS = 200_000
+_RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much since the last time
+_NPROBE = 24
+_SEED = 20261125
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A record that a query's descriptors voted for."""
+
+    record_id: int
+    votes: int
+
+
+def _as_codes(vectors: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(vectors, dtype=np.uint8).reshape(-1, PDQ_BITS // 8)
+
+
+class _LocalDescriptorIndex:
+    """Binary descriptor index that moves itself from flat to IVF as it grows."""
+
+    def __init__(self) -> None:
+        # Any: faiss's SWIG classes expose their fields only at run time.
+        self.index: Any = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(PDQ_BITS))
+        self.trained_at = 0
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
+        self.index.add_with_ids(codes, ids)
+        threshold = max(IVF_MIN_VECTORS, self.trained_at * _RETRAIN_GROWTH)
+        if self.ntotal >= threshold:
+            self._retrain()
+
+    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(self.index, faiss.IndexBinaryIVF):
+            invlists = self.index.invlists
+            codes: list[np.ndarray] = []
+            ids: list[np.ndarray] = []
+            for list_no in range(self.index.nlist):
+                size = invlists.list_size(list_no)
+                if size:
+                    code_ptr = faiss.rev_swig_ptr(invlists.get_codes(list_no), size * 32)
+                    id_ptr = faiss.rev_swig_ptr(invlists.get_ids(list_no), size)
+                    codes.append(np.array(code_ptr).reshape(size, 32))
+                    ids.append(np.array(id_ptr))
+            return np.concatenate(codes), np.concatenate(ids)
+        flat: Any = faiss.downcast_IndexBinary(self.index.index)
+        return faiss.vector_to_array(flat.xb).reshape(-1, 32), faiss.vector_to_array(self.index.id_map)
+
+    def _retrain(self) -> None:
+        codes, ids = self._all_vectors()
+        nlist = max(256, 1 << round(math.log2(4 * math.sqrt(len(codes)))))
+        rng = np.random.default_rng(_SEED)
+        centroids = codes[rng.choice(len(codes), size=min(nlist, len(codes)), replace=False)]
+        quantizer: Any = faiss.IndexBinaryFlat(PDQ_BITS)
+        quantizer.add(np.ascontiguousarray(centroids))
+        ivf = faiss.IndexBinaryIVF(quantizer, PDQ_BITS, len(centroids))
+        ivf.is_trained = True
+        ivf.own_fields = True
+        quantizer.this.disown()
+        ivf.nprobe = _NPROBE
+        ivf.add_with_ids(codes, ids)
+        self.index = ivf
+        self.trained_at = len(codes)
+
+    def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.ntotal == 0:
+            empty = np.zeros((len(codes), 0), np.int64)
+            return empty.astype(np.int32), empty
+        distances, labels = self.index.search(codes, min(k, self.ntotal))
+        return distances, labels
+
+
+class FingerprintIndex:
+    """PDQ and local-descriptor indexes for every record up to ``last_record_id``.
+
+    Thread-safe: one lock guards catch-up and queries (Flask may serve requests in threads).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pdq: Any = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(PDQ_BITS))
+        self._local = _LocalDescriptorIndex()
+        self.last_record_id = 0
+        self.records = 0
+
+    def _add_rows(self, rows: IndexRows) -> None:
+        if rows.pdq is not None:
+            code = np.frombuffer(rows.pdq.bits, np.uint8).reshape(1, -1)
+            self._pdq.add_with_ids(code, np.array([rows.record_id], np.int64))
+        if rows.local_prefix:
+            codes = LocalFeatures.descriptor_prefix(rows.local_prefix, INDEXED_DESCRIPTORS)
+            if len(codes):
+                ids = np.full(len(codes), rows.record_id, np.int64)
+                self._local.add(np.ascontiguousarray(codes), ids)
+        self.last_record_id = max(self.last_record_id, rows.record_id)
+        self.records += 1
+
+    def catch_up(self, store: FingerprintStore) -> int:
+        """Add every record the store has beyond ``last_record_id``; returns how many were added."""
+        with self._lock:
+            added = 0
+            for rows in store.rows_after(self.last_record_id, INDEXED_DESCRIPTORS):
+                self._add_rows(rows)
+                added += 1
+            return added
+
+    def search_pdq(self, hashes: list[PdqHash], max_distance: int, k: int = 8) -> dict[int, int]:
+        """Best Hamming distance per record within ``max_distance`` of any of the query hashes."""
+        with self._lock:
+            if self._pdq.ntotal == 0 or not hashes:
+                return {}
+            codes = _as_codes(np.stack([np.frombuffer(h.bits, np.uint8) for h in hashes]))
+            distances, labels = self._pdq.search(codes, min(k, self._pdq.ntotal))
+        best: dict[int, int] = {}
+        for distance, label in zip(distances.ravel(), labels.ravel(), strict=True):
+            if label >= 0 and distance <= max_distance:
+                best[int(label)] = min(int(distance), best.get(int(label), PDQ_BITS))
+        return best
+
+    def search_local(
+        self, descriptors: np.ndarray, *, neighbours: int = 4, max_distance: int = 70
+    ) -> list[Candidate]:
+        """Records ranked by how many query descriptors have a close neighbour among theirs.
+
+        Each query descriptor votes at most once per record.
+        """
+        if len(descriptors) == 0:
+            return []
+        with self._lock:
+            distances, labels = self._local.search(_as_codes(descriptors), neighbours)
+        votes: Counter[int] = Counter()
+        for row_distances, row_labels in zip(distances, labels, strict=True):
+            close = {
+                int(label)
+                for d, label in zip(row_distances, row_labels, strict=True)
+                if label >= 0 and d <= max_distance
+            }
+            votes.update(close)
+        return [Candidate(record_id, count) for record_id, count in votes.most_common()]
+
+    def memory_bytes(self) -> int:
+        """Approximate RAM held by both indexes (their serialised size)."""
+        with self._lock:
+            return sum(
+                int(faiss.serialize_index_binary(index).size) for index in (self._pdq, self._local.index)
+            )
+
+    def save(self, path: Path) -> None:
+        """Write both indexes and the last record id to one file, atomically (temp file + rename).
+
+        One file, so that a process loading it never pairs indexes of different ages.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
+        with self._lock:
+            with temporary.open("wb") as handle:
+                np.savez(
+                    handle,
+                    pdq=faiss.serialize_index_binary(self._pdq),
+                    local=faiss.serialize_index_binary(self._local.index),
+                    state=np.array([self.last_record_id, self.records, self._local.trained_at]),
+                )
+        temporary.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> FingerprintIndex:
+        """Load a saved index; raises IndexNotReady when there is none (rebuild from the store)."""
+        try:
+            with np.load(path) as saved:
+                pdq_index = faiss.deserialize_index_binary(saved["pdq"])
+                local_index = faiss.deserialize_index_binary(saved["local"])
+                last, records, trained_at = (int(v) for v in saved["state"])
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise IndexNotReady(f"no usable saved index at {path}: {exc}") from exc
+        loaded = cls()
+        loaded._pdq = pdq_index
+        loaded._local.index = local_index
+        loaded._local.trained_at = trained_at
+        loaded.last_record_id = last
+        loaded.records = records
+        return loaded
+
+    @classmethod
+    def rebuild_from(cls, store: FingerprintStore) -> FingerprintIndex:
+        """A fresh index over every record in the store."""
+        index = cls()
+        index.catch_up(store)
+        return index

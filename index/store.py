@@ -1,0 +1,115 @@
+"""The fingerprint table: one row per (record, kind), keyed by an opaque integer record id.
+
+A kind names an algorithm and its version ("pdq", "orb-teblid.1"). A new kind is added by
+writing rows of it for new records; old records keep the kinds they were registered with and are
+found through those, so no migration is ever needed. Writes join the caller's transaction: the
+caller commits the record and its fingerprints together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from PIL import Image
+
+from index.features import LocalFeatures, extract_local_features
+from index.fingerprints import PDQ_BYTES, PdqHash, pdq
+
+PDQ_KIND = "pdq"
+LOCAL_KIND = "orb-teblid.1"
+
+
+@dataclass(frozen=True)
+class ImageFingerprints:
+    """Everything the index stores about one registered image."""
+
+    pdq: PdqHash
+    local: LocalFeatures
+
+
+def fingerprint_image(image: Image.Image) -> ImageFingerprints:
+    """Compute every fingerprint kind of a decoded image."""
+    return ImageFingerprints(pdq=pdq(image), local=extract_local_features(image))
+
+
+def encode_pdq(value: PdqHash) -> bytes:
+    return value.bits + bytes([value.quality])
+
+
+def decode_pdq(data: bytes) -> PdqHash:
+    return PdqHash(bytes(data[:PDQ_BYTES]), data[PDQ_BYTES])
+
+
+@dataclass(frozen=True)
+class IndexRows:
+    """The slice of a record's fingerprints that the in-memory indexes hold."""
+
+    record_id: int
+    pdq: PdqHash | None
+    local_prefix: bytes | None
+
+
+class FingerprintStore:
+    """Reads and writes fingerprint rows on a caller-owned sqlite3 connection."""
+
+    SCHEMA = """
+    CREATE TABLE fingerprints (
+        record_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (record_id, kind)
+    ) WITHOUT ROWID
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    def add(self, record_id: int, fingerprints: ImageFingerprints) -> None:
+        """Insert a record's fingerprints inside the caller's open transaction."""
+        self._db.executemany(
+            "INSERT INTO fingerprints (record_id, kind, data) VALUES (?, ?, ?)",
+            [
+                (record_id, PDQ_KIND, encode_pdq(fingerprints.pdq)),
+                (record_id, LOCAL_KIND, fingerprints.local.to_bytes()),
+            ],
+        )
+
+    def local_features(self, record_id: int) -> LocalFeatures | None:
+        row = self._db.execute(
+            "SELECT data FROM fingerprints WHERE record_id = ? AND kind = ?", (record_id, LOCAL_KIND)
+        ).fetchone()
+        return LocalFeatures.from_bytes(row[0]) if row else None
+
+    def rows_after(self, record_id: int, local_descriptors: int) -> Iterator[IndexRows]:
+        """Index rows of every record with an id above ``record_id``, in id order.
+
+        Only the first ``local_descriptors`` descriptors of each local set are read.
+        """
+        cursor = self._db.execute(
+            """SELECT record_id, kind,
+                      CASE kind WHEN ? THEN substr(data, 1, ?) ELSE data END
+               FROM fingerprints WHERE record_id > ? AND kind IN (?, ?)
+               ORDER BY record_id""",
+            (LOCAL_KIND, LocalFeatures.prefix_length(local_descriptors), record_id, PDQ_KIND, LOCAL_KIND),
+        )
+        current: int | None = None
+        found: dict[str, bytes] = {}
+        for row_id, kind, data in cursor:
+            if current is not None and row_id != current:
+                yield _index_rows(current, found)
+                found = {}
+            current = row_id
+            found[kind] = data
+        if current is not None:
+            yield _index_rows(current, found)
+
+
+def _index_rows(record_id: int, found: dict[str, bytes]) -> IndexRows:
+    pdq_data = found.get(PDQ_KIND)
+    return IndexRows(
+        record_id=record_id,
+        pdq=decode_pdq(pdq_data) if pdq_data else None,
+        local_prefix=found.get(LOCAL_KIND),
+    )

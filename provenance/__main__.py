@@ -1,0 +1,5 @@
+"""`python -m provenance` runs the CLI."""
+
+from provenance.cli import main
+
+main()

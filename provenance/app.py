@@ -1,0 +1,139 @@
+"""The Flask application: per-process services, per-request database connections, error rendering."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from index import FingerprintIndex, FingerprintStore, IndexNotReady
+from provenance import db
+from provenance.config import Settings
+from provenance.errors import ProvenanceError, SigningUnavailable
+from provenance.manifest import ManifestReader
+from provenance.registry import Registry
+from provenance.signing import ManifestSigner
+from provenance.verify import Verifier
+
+logger = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+_MULTIPART_ALLOWANCE = 1024 * 1024  # room for the metadata part and multipart framing
+
+
+def index_file(settings: Settings) -> Path:
+    return settings.index_directory / "fingerprints.npz"
+
+
+def load_index(settings: Settings, connection: sqlite3.Connection) -> FingerprintIndex:
+    """The saved index caught up with the store, or one rebuilt from the store."""
+    try:
+        index = FingerprintIndex.load(index_file(settings))
+    except IndexNotReady as exc:
+        logger.info("rebuilding the index from the store: %s", exc)
+        index = FingerprintIndex()
+    index.catch_up(FingerprintStore(connection))
+    return index
+
+
+@dataclass
+class Services:
+    """Everything a worker process loads once. c2pa objects are created here, after fork."""
+
+    settings: Settings
+    index: FingerprintIndex
+    verifier: Verifier
+    signer_error: str | None
+    registry: Registry | None
+
+    def require_registry(self) -> Registry:
+        if self.registry is None:
+            raise SigningUnavailable(self.signer_error or "signing is not configured")
+        return self.registry
+
+
+def _trust_anchors(settings: Settings) -> str:
+    try:
+        return settings.trust_anchors.read_text()
+    except OSError:
+        logger.warning("no trust anchors at %s: no manifest will verify as Trusted", settings.trust_anchors)
+        return ""
+
+
+def build_services(settings: Settings) -> Services:
+    with db.open_database(settings.database) as connection:
+        index = load_index(settings, connection)
+    signer: ManifestSigner | None
+    try:
+        signer = ManifestSigner(settings)
+        signer_error = None
+    except SigningUnavailable as exc:
+        signer, signer_error = None, exc.detail
+        logger.warning("signing disabled: %s", exc.detail)
+    reader = ManifestReader(
+        _trust_anchors(settings), frozenset({signer.leaf_serial}) if signer else frozenset()
+    )
+
+    def index_new_records(connection: sqlite3.Connection) -> None:
+        index.catch_up(FingerprintStore(connection))
+
+    registry = Registry(settings, signer, after_commit=index_new_records) if signer else None
+    return Services(settings, index, Verifier(settings, index, reader), signer_error, registry)
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["provenance"]
+    return found
+
+
+def request_db() -> sqlite3.Connection:
+    """This request's connection, opened on first use and closed at teardown."""
+    if "db" not in g:
+        g.db = db.connect(services().settings.database)
+    connection: sqlite3.Connection = g.db
+    return connection
+
+
+def problem(status: int, title: str, detail: str, type_uri: str = "about:blank") -> Response:
+    body = {"type": type_uri, "title": title, "status": status, "detail": detail, "instance": request.path}
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_JSON
+    return response
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + _MULTIPART_ALLOWANCE
+    app.extensions["provenance"] = build_services(settings)
+
+    from provenance.api import api, health
+
+    app.register_blueprint(api)
+    app.register_blueprint(health)
+
+    @app.teardown_appcontext
+    def close_db(_: BaseException | None) -> None:
+        connection = g.pop("db", None)
+        if connection is not None:
+            connection.close()
+
+    @app.errorhandler(ProvenanceError)
+    def provenance_error(exc: ProvenanceError) -> Response:
+        return problem(exc.status, exc.title, exc.detail, exc.type_uri)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        return problem(status, exc.name, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+
+    return app

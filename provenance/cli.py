@@ -1,0 +1,245 @@
+"""The `provenance` command: keys, API keys, signing, verification, index maintenance, serving."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from index import FingerprintIndex, FingerprintStore
+from provenance import __version__, db
+from provenance.apikeys import SCOPES, create_api_key, parse_scopes
+from provenance.config import Settings
+from provenance.devkeys import KeyFiles, generate_dev_keys
+from provenance.errors import ProvenanceError, SigningUnavailable
+
+EXIT_ERROR, EXIT_USAGE, EXIT_DEPENDENCY = 1, 2, 3
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="provenance")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PROVENANCE_DATA_DIR",
+    help="Where the database, indexes and development keys live (env PROVENANCE_DATA_DIR).",
+)
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path | None) -> None:
+    """Sign AI-generated images with C2PA and verify suspect copies against our records."""
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    ctx.obj = dataclasses.replace(settings, data_dir=data_dir) if data_dir else settings
+
+
+@main.group()
+def keys() -> None:
+    """Signing keys."""
+
+
+@keys.command("init")
+@click.option("--force", is_flag=True, help="Replace existing keys (images signed before stop verifying).")
+@click.option("--if-missing", is_flag=True, help="Succeed without changes when keys already exist.")
+@click.pass_context
+def keys_init(ctx: click.Context, force: bool, if_missing: bool) -> None:
+    """Create a development root CA, intermediate and ES256 signing certificate.
+
+    Example: provenance --data-dir data keys init
+    """
+    settings = _settings(ctx)
+    files = KeyFiles.under(
+        settings.keys_directory, settings.cert_chain, settings.private_key, settings.trust_anchors
+    )
+    try:
+        generate_dev_keys(files, force=force)
+    except FileExistsError as exc:
+        if if_missing:
+            click.echo(f"keys already exist in {settings.keys_directory}; kept them")
+            return
+        _fail(f"keys already exist ({exc}); pass --force to replace them")
+    click.echo(f"development keys written to {settings.keys_directory} (private keys mode 0600)")
+
+
+@main.group()
+def apikey() -> None:
+    """API keys."""
+
+
+@apikey.command("create")
+@click.option("--scope", "scopes", required=True, help=f"Comma-separated: {', '.join(SCOPES)}.")
+@click.option("--name", default="", help="A label for the key's owner.")
+@click.pass_context
+def apikey_create(ctx: click.Context, scopes: str, name: str) -> None:
+    """Create an API key and print it once (only its hash is stored).
+
+    Example: provenance apikey create --scope sign,read --name generator
+    """
+    try:
+        parsed = parse_scopes(scopes)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    with db.open_database(_settings(ctx).database) as connection:
+        click.echo(create_api_key(connection, parsed, name))
+
+
+def _each_file(
+    files: tuple[Path, ...], work: Callable[[Path], dict[str, Any]], as_json: bool, show_progress: bool
+) -> int:
+    """Run ``work`` per file, printing a JSON line or a text line each; returns the failure count."""
+    failures = 0
+    with click.progressbar(files, label="files", file=sys.stderr) if show_progress else _plain(files) as bar:
+        for path in bar:
+            try:
+                line = {"file": str(path), **work(path)}
+            except (ProvenanceError, OSError) as exc:
+                failures += 1
+                detail = exc.detail if isinstance(exc, ProvenanceError) else exc.strerror
+                click.echo(f"error: {path}: {detail}", err=True)
+                continue
+            click.echo(json.dumps(line) if as_json else "  ".join(str(v) for v in line.values()))
+    return failures
+
+
+class _plain:
+    """A progress bar that shows nothing."""
+
+    def __init__(self, items: tuple[Path, ...]) -> None:
+        self.items = items
+
+    def __enter__(self) -> tuple[Path, ...]:
+        return self.items
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+@main.command()
+@click.option("--model", required=True, help="The generator model's name, recorded in the manifest.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Directory for signed files.")
+@click.option("--public", "public_json", default="{}", help="Public metadata as a JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per file.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def sign(
+    ctx: click.Context, model: str, out: Path | None, public_json: str, as_json: bool, files: tuple[Path, ...]
+) -> None:
+    """Sign and register images; writes NAME-signed.EXT beside each file, or into --out.
+
+    Example: provenance sign --model diffusion-xl --out signed/ --json a.png b.jpg
+    """
+    from provenance.app import build_services
+    from provenance.registry import GenerationRequest
+
+    settings = _settings(ctx)
+    try:
+        request = GenerationRequest.from_json({"model": model, "public": json.loads(public_json)})
+        registry = build_services(settings).require_registry()
+    except json.JSONDecodeError as exc:
+        _fail(f"--public is not JSON: {exc}", EXIT_USAGE)
+    except SigningUnavailable as exc:
+        _fail(exc.detail, EXIT_DEPENDENCY)
+    except ProvenanceError as exc:
+        _fail(exc.detail, EXIT_USAGE)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+
+    def sign_one(path: Path) -> dict[str, Any]:
+        target = (out / path.name) if out else path.with_name(f"{path.stem}-signed{path.suffix}")
+        with db.connect(settings.database) as connection:
+            registration = registry.register(connection, path.read_bytes(), request, filename=path.name)
+        target.write_bytes(registration.signed)
+        return {"generation_id": registration.record.generation_id, "output": str(target)}
+
+    if _each_file(files, sign_one, as_json, show_progress=len(files) > 3 and not as_json):
+        sys.exit(EXIT_ERROR)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per file, as POST /v1/verify answers.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def verify(ctx: click.Context, as_json: bool, files: tuple[Path, ...]) -> None:
+    """Verify suspect images; exits 0 whatever the verdict (non-zero only for unreadable files).
+
+    Example: provenance verify --json suspect.jpg
+    """
+    import time
+
+    from provenance.api import verification_json
+    from provenance.app import build_services, create_app
+
+    settings = _settings(ctx)
+    verifier = build_services(settings).verifier
+    app = create_app(settings)  # for url_for in the JSON rendering
+
+    def verify_one(path: Path) -> dict[str, Any]:
+        started = time.perf_counter()
+        with db.connect(settings.database) as connection:
+            result = verifier.verify(connection, path.read_bytes())
+        with app.test_request_context():
+            body = verification_json(result, private=True, elapsed_ms=(time.perf_counter() - started) * 1000)
+        if as_json:
+            return body
+        best = body["matches"][0] if body["matches"] else None
+        return {
+            "verdict": body["verdict"],
+            "generation_id": best and best["generation_id"],
+            "confidence": best and best["confidence"],
+        }
+
+    if _each_file(files, verify_one, as_json, show_progress=False):
+        sys.exit(EXIT_ERROR)
+
+
+@main.group("index")
+def index_group() -> None:
+    """The FAISS indexes (a cache of the store)."""
+
+
+@index_group.command("rebuild")
+@click.pass_context
+def index_rebuild(ctx: click.Context) -> None:
+    """Rebuild the indexes from the record store and save them.
+
+    Example: provenance index rebuild
+    """
+    from provenance.app import index_file
+
+    settings = _settings(ctx)
+    with db.open_database(settings.database) as connection:
+        index = FingerprintIndex.rebuild_from(FingerprintStore(connection))
+    index.save(index_file(settings))
+    click.echo(f"indexed {index.records} records; {index.memory_bytes()} bytes -> {index_file(settings)}")
+
+
+@main.command()
+@click.option("--host", help="Bind address (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default 8080).")
+@click.option("--workers", type=int, help="Worker processes (default 2).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the service under gunicorn.
+
+    Example: provenance serve --port 8080 --workers 2
+    """
+    from provenance.server import run_server
+
+    given = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
+    run_server(dataclasses.replace(_settings(ctx), **given))  # type: ignore[arg-type]

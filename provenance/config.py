@@ -1,0 +1,88 @@
+"""Settings: one frozen dataclass, defaults for a local embedded install; the only reader of os.environ."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENV_PREFIX = "PROVENANCE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service. Paths left as None derive from ``data_dir``."""
+
+    data_dir: Path = Path("data")
+    db_path: Path | None = None
+    index_dir: Path | None = None
+    # Signing credentials: a PEM chain (leaf first, then intermediates) and a PKCS#8 key.
+    cert_chain_path: Path | None = None
+    private_key_path: Path | None = None
+    trust_anchors_path: Path | None = None
+    # "module:attribute" naming a factory that returns a provenance.signing.RawSigner; when set,
+    # the key never enters this process (KMS/HSM), and private_key_path is ignored.
+    signer_factory: str | None = None
+    tsa_url: str | None = None
+    generator_name: str = "provenance-service"
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 100_000_000
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    thumbnail_side: int = 256
+
+    def _path(self, given: Path | None, *default: str) -> Path:
+        return Path(given) if given is not None else Path(self.data_dir).joinpath(*default)
+
+    @property
+    def database(self) -> Path:
+        return self._path(self.db_path, "provenance.sqlite3")
+
+    @property
+    def index_directory(self) -> Path:
+        return self._path(self.index_dir, "index")
+
+    @property
+    def keys_directory(self) -> Path:
+        return Path(self.data_dir) / "keys"
+
+    @property
+    def cert_chain(self) -> Path:
+        return self._path(self.cert_chain_path, "keys", "chain.pem")
+
+    @property
+    def private_key(self) -> Path:
+        return self._path(self.private_key_path, "keys", "signer.key")
+
+    @property
+    def trust_anchors(self) -> Path:
+        return self._path(self.trust_anchors_path, "keys", "root.pem")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Settings from ``PROVENANCE_<FIELD>`` variables (e.g. PROVENANCE_DATA_DIR)."""
+        source = os.environ if environ is None else environ
+        given: dict[str, object] = {}
+        for spec in fields(cls):
+            raw = source.get(ENV_PREFIX + spec.name.upper())
+            if raw is None or raw == "":
+                continue
+            given[spec.name] = _parse(spec.name, str(spec.type), raw)
+        return cls(**given)  # type: ignore[arg-type]
+
+
+def _parse(name: str, type_name: str, raw: str) -> object:
+    if "Path" in type_name:
+        return Path(raw)
+    if type_name.startswith("int"):
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be an integer, got {raw!r}") from exc
+    return raw
+
+
+def setting_names() -> list[str]:
+    """The public setting names, for documentation checks."""
+    return [spec.name for spec in fields(Settings)]

@@ -1,0 +1,98 @@
+"""SQLite connections (WAL) and the schema, applied as ordered, named migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from index import FingerprintStore
+
+_RECORDS = """
+CREATE TABLE records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,   -- the append-only sequence the indexes tail
+    generation_id TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    model TEXT NOT NULL,
+    public_json TEXT NOT NULL,
+    private_json TEXT NOT NULL,
+    mime_type TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    sha256_signed TEXT NOT NULL,
+    sha256_pixels TEXT NOT NULL,
+    manifest_label TEXT NOT NULL,
+    c2pa_sdk TEXT NOT NULL,
+    thumbnail BLOB NOT NULL
+);
+CREATE INDEX records_sha256_signed ON records (sha256_signed);
+CREATE INDEX records_sha256_pixels ON records (sha256_pixels);
+"""
+
+_API_KEYS = """
+CREATE TABLE api_keys (
+    id INTEGER PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    name TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+
+def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
+    # executescript() would commit the migration's transaction half-way; run statements one by one.
+    def apply(connection: sqlite3.Connection) -> None:
+        for statement in script.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+
+    return apply
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("0001_records", _statements(_RECORDS)),
+    ("0002_fingerprints", _statements(FingerprintStore.SCHEMA)),
+    ("0003_api_keys", _statements(_API_KEYS)),
+]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in WAL mode with explicit transactions (``with db:`` commits or rolls back)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")  # a returned signed image implies a durable record
+    connection.execute("PRAGMA foreign_keys = ON")
+    return connection
+
+
+def migrate(connection: sqlite3.Connection) -> list[str]:
+    """Apply the migrations not yet applied, each in its own transaction; returns their names."""
+    connection.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY)")
+    done = {row[0] for row in connection.execute("SELECT name FROM migrations")}
+    applied = []
+    for name, apply in MIGRATIONS:
+        if name in done:
+            continue
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if connection.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                connection.execute("ROLLBACK")  # another process got there first
+                continue
+            apply(connection)
+            connection.execute("INSERT INTO migrations (name) VALUES (?)", (name,))
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """Connect and bring the schema up to date."""
+    connection = connect(path)
+    migrate(connection)
+    return connection

@@ -1,0 +1,78 @@
+"""Domain errors that the edges render as RFC 9457 problem details or CLI messages."""
+
+from __future__ import annotations
+
+PROBLEM_BASE = "/problems/"
+
+
+class ProvenanceError(Exception):
+    """An error with an HTTP status, a short title and a stable slug for its problem type."""
+
+    status = 500
+    title = "Internal error"
+    slug = "internal-error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+
+class BadRequest(ProvenanceError):
+    status, title, slug = 400, "Bad request", "bad-request"
+
+
+class InvalidMetadata(ProvenanceError):
+    status, title, slug = 400, "Invalid metadata", "invalid-metadata"
+
+
+class InvalidImage(ProvenanceError):
+    status, title, slug = 422, "Unreadable image", "invalid-image"
+
+
+class UnsupportedMediaType(ProvenanceError):
+    status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
+class PayloadTooLarge(ProvenanceError):
+    status, title, slug = 413, "Payload too large", "payload-too-large"
+
+
+class ImageTooLarge(ProvenanceError):
+    status, title, slug = 413, "Image too large", "image-too-large"
+
+
+class Unauthorized(ProvenanceError):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+
+class Forbidden(ProvenanceError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(ProvenanceError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class SigningUnavailable(ProvenanceError):
+    """The signing credentials are missing or the signer (KMS, TSA) failed."""
+
+    status, title, slug = 503, "Signing unavailable", "signing-unavailable"
+
+
+ALL_ERRORS: tuple[type[ProvenanceError], ...] = (
+    ProvenanceError,
+    BadRequest,
+    InvalidMetadata,
+    InvalidImage,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    ImageTooLarge,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    SigningUnavailable,
+)

@@ -1,0 +1,84 @@
+"""Untrusted image bytes -> a decoded image, within byte and pixel limits, or a clear error."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from provenance.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, UnsupportedMediaType
+
+SIGNABLE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+# What a suspect copy may arrive as: screenshots and re-posts come in more containers.
+READABLE_FORMATS = {**SIGNABLE_FORMATS, "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff"}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Original bytes, their container format, and the pixels as displayed (EXIF orientation applied)."""
+
+    data: bytes
+    format: str
+    mime_type: str
+    image: Image.Image
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def pixels_sha256(self) -> str:
+        """Hash of the decoded RGB pixels: equal for a lossless re-encode of the same image."""
+        rgb = self.image.convert("RGB")
+        digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+        digest.update(rgb.tobytes())
+        return digest.hexdigest()
+
+
+def decode_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, formats: dict[str, str] = READABLE_FORMATS
+) -> DecodedImage:
+    """Decode untrusted bytes fully, checking size limits before any pixel is decoded.
+
+    Raises:
+        PayloadTooLarge, ImageTooLarge, UnsupportedMediaType, InvalidImage.
+    """
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"the upload has {len(data)} bytes; the limit is {max_bytes}")
+    if not data:
+        raise InvalidImage("the upload is empty")
+    with warnings.catch_warnings():
+        # Our own pixel limit replaces Pillow's global decompression-bomb guard.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError as exc:
+            raise UnsupportedMediaType("the upload is not an image in a supported format") from exc
+        except (Image.DecompressionBombError, OSError, ValueError) as exc:
+            raise InvalidImage(f"the image header could not be read: {exc}") from exc
+        if image.format not in formats:
+            raise UnsupportedMediaType(
+                f"{image.format} images are not supported; send {', '.join(sorted(formats))}"
+            )
+        if image.width * image.height > max_pixels:
+            raise ImageTooLarge(
+                f"the image has {image.width}x{image.height} pixels; the limit is {max_pixels}"
+            )
+        try:
+            image.load()
+            displayed = ImageOps.exif_transpose(image)
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+            raise InvalidImage(f"the image is truncated or corrupt: {exc}") from exc
+    assert image.format is not None
+    return DecodedImage(data, image.format, formats[image.format], displayed)
+
+
+def thumbnail_jpeg(image: Image.Image, side: int) -> bytes:
+    """A small JPEG for side-by-side display."""
+    small = image.convert("RGB")
+    small.thumbnail((side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=80)
+    return out.getvalue()

@@ -1,0 +1,224 @@
+"""The read path: suspect image bytes -> manifest report, exact and perceptual matches, a verdict."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from index import (
+    MATCH_CONFIDENCE,
+    FingerprintIndex,
+    FingerprintStore,
+    GeometricMatch,
+    LocalFeatures,
+    Thresholds,
+    extract_local_features,
+    geometry_confidence,
+    pdq_confidence,
+    pdq_dihedral,
+    verdict_for,
+    verify_geometry,
+)
+from provenance.config import Settings
+from provenance.imaging import decode_image
+from provenance.manifest import ManifestReader, ManifestReport
+from provenance.records import GenerationRecord, RecordStore
+
+QUERY_DESCRIPTORS = 500
+CANDIDATES_TO_VERIFY = 4
+MIN_VOTES = 3
+
+
+@dataclass(frozen=True)
+class MethodEvidence:
+    """One method's raw evidence for a record: a distance (PDQ, bits) or a score (inliers)."""
+
+    method: str  # exact_bytes | exact_pixels | c2pa | pdq | local_features
+    distance: int | None = None
+    score: int | None = None
+    confidence: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecordMatch:
+    record: GenerationRecord
+    confidence: float
+    verdict: str
+    methods: tuple[MethodEvidence, ...]
+    region: tuple[tuple[float, float], ...] | None = None
+    coverage: float | None = None
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    verdict: str  # authentic | matched | possible_match | no_match
+    manifest: ManifestReport
+    matches: tuple[RecordMatch, ...]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Evidence:
+    """Evidence gathered for one record while the stages run."""
+
+    methods: list[MethodEvidence] = field(default_factory=list)
+    geometry: GeometricMatch | None = None
+
+    @property
+    def confidence(self) -> float:
+        return max((m.confidence for m in self.methods), default=0.0)
+
+
+class Verifier:
+    """Runs the stages cheapest first. One per process; the index is shared by its requests."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        index: FingerprintIndex,
+        reader: ManifestReader,
+        thresholds: Thresholds | None = None,
+    ) -> None:
+        self._settings = settings
+        self._index = index
+        self._reader = reader
+        self.thresholds = thresholds or Thresholds()
+
+    def verify(self, connection: sqlite3.Connection, data: bytes) -> VerificationResult:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round((now - clock) * 1000, 2)
+            clock = now
+
+        decoded = decode_image(
+            data, max_bytes=self._settings.max_upload_bytes, max_pixels=self._settings.max_pixels
+        )
+        lap("decode")
+        manifest = self._reader.read(data, decoded.mime_type)
+        lap("c2pa")
+        records = RecordStore(connection)
+        evidence: dict[int, _Evidence] = {}
+        self._exact(records, decoded.sha256, decoded.pixels_sha256(), manifest, evidence)
+        lap("exact")
+        store = FingerprintStore(connection)
+        self._index.catch_up(store)
+        lap("catch_up")
+        if not any(e.confidence >= 1.0 for e in evidence.values()):
+            self._search(decoded.image, store, evidence, lap)
+        matches = self._matches(records, evidence)
+        lap("rank")
+        authentic = manifest.generation_id is not None and any(
+            m.record.generation_id == manifest.generation_id for m in matches
+        )
+        verdict = "authentic" if authentic else (matches[0].verdict if matches else "no_match")
+        return VerificationResult(verdict, manifest, matches, timings)
+
+    def _exact(
+        self,
+        records: RecordStore,
+        bytes_sha256: str,
+        pixels_sha256: str,
+        manifest: ManifestReport,
+        evidence: dict[int, _Evidence],
+    ) -> None:
+        found = [
+            ("exact_bytes", records.by_signed_sha256(bytes_sha256)),
+            ("exact_pixels", records.by_pixels_sha256(pixels_sha256)),
+        ]
+        if manifest.generation_id:
+            found.append(("c2pa", records.by_generation_id(manifest.generation_id)))
+        for method, record in found:
+            if record is not None:
+                evidence.setdefault(record.id, _Evidence()).methods.append(
+                    MethodEvidence(method, confidence=1.0)
+                )
+
+    def _search(
+        self,
+        image: Image.Image,
+        store: FingerprintStore,
+        evidence: dict[int, _Evidence],
+        lap: Callable[[str], None],
+    ) -> None:
+        thresholds = self.thresholds
+        hashes = pdq_dihedral(image)
+        for record_id, distance in self._index.search_pdq(hashes, thresholds.pdq_possible).items():
+            confidence = pdq_confidence(distance, hashes[0].quality, thresholds)
+            evidence.setdefault(record_id, _Evidence()).methods.append(
+                MethodEvidence("pdq", distance=distance, confidence=round(confidence, 4))
+            )
+        lap("pdq")
+        query = extract_local_features(image)
+        lap("local_extract")
+        self._local_stage(query, store, evidence, lap)
+        best = max((e.confidence for e in evidence.values()), default=0.0)
+        if best < MATCH_CONFIDENCE:
+            # ORB descriptors are not mirror-invariant: a mirrored crop needs a mirrored query.
+            mirrored = extract_local_features(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+            self._local_stage(mirrored, store, evidence, lap, mirrored=True)
+
+    def _local_stage(
+        self,
+        query: LocalFeatures,
+        store: FingerprintStore,
+        evidence: dict[int, _Evidence],
+        lap: Callable[[str], None],
+        mirrored: bool = False,
+    ) -> None:
+        suffix = "_mirrored" if mirrored else ""
+        candidates = self._index.search_local(query.descriptors[:QUERY_DESCRIPTORS])
+        to_verify = [c.record_id for c in candidates[:CANDIDATES_TO_VERIFY] if c.votes >= MIN_VOTES]
+        to_verify += [r for r in evidence if r not in to_verify]  # PDQ hits get a region too
+        lap("local_search" + suffix)
+        for record_id in to_verify:
+            reference = store.local_features(record_id)
+            if reference is None:
+                continue
+            geometry = verify_geometry(query, reference)
+            if geometry is None:
+                continue
+            # The region is in reference coordinates, and the mirrored query covers the same
+            # rectangle, so a mirrored match needs no correction.
+            found = evidence.setdefault(record_id, _Evidence())
+            if found.geometry is None or geometry.inliers > found.geometry.inliers:
+                found.geometry = geometry
+                found.methods = [m for m in found.methods if m.method != "local_features"]
+                found.methods.append(
+                    MethodEvidence(
+                        "local_features",
+                        score=geometry.inliers,
+                        confidence=round(geometry_confidence(geometry.inliers, self.thresholds), 4),
+                    )
+                )
+        lap("local_verify" + suffix)
+
+    def _matches(self, records: RecordStore, evidence: dict[int, _Evidence]) -> tuple[RecordMatch, ...]:
+        matches = []
+        for record_id, found in evidence.items():
+            confidence = found.confidence
+            if confidence <= 0:
+                continue
+            record = records.by_id(record_id)
+            if record is None:
+                continue
+            geometry = found.geometry
+            matches.append(
+                RecordMatch(
+                    record=record,
+                    confidence=round(confidence, 4),
+                    verdict=verdict_for(confidence),
+                    methods=tuple(m for m in found.methods if m.confidence > 0),
+                    region=geometry.region if geometry else None,
+                    coverage=geometry.coverage if geometry else None,
+                )
+            )
+        matches.sort(key=lambda m: m.confidence, reverse=True)
+        return tuple(matches)

@@ -1,0 +1,154 @@
+"""The read path: signed, stripped, cropped, screenshotted, tampered and unrelated images."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+from provenance.config import Settings
+from tests import transforms
+from tests.conftest import Signed, api_key, fixture_bytes
+from tests.test_api import assert_problem
+
+
+def verify(client: FlaskClient, data: bytes, key: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = client.post("/v1/verify", data={"image": (io.BytesIO(data), "suspect")}, headers=headers)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def polygon_iou(polygon: list[list[float]], box: tuple[int, int, int, int]) -> float:
+    """Intersection over union of a polygon and an axis-aligned box, on a pixel grid."""
+    from PIL import Image, ImageDraw
+
+    width, height = box[2] + 50, box[3] + 50
+    a = Image.new("1", (width, height))
+    ImageDraw.Draw(a).polygon([tuple(p) for p in polygon], fill=1)
+    b = Image.new("1", (width, height))
+    ImageDraw.Draw(b).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=1)
+    a_pixels, b_pixels = np.asarray(a), np.asarray(b)
+    return float((a_pixels & b_pixels).sum() / (a_pixels | b_pixels).sum())
+
+
+def test_signed_image_is_authentic(client: FlaskClient, signed_image: Signed) -> None:
+    result = verify(client, signed_image.data)
+    assert result["verdict"] == "authentic"
+    assert result["c2pa"]["validation_state"] == "Trusted"
+    assert result["c2pa"]["signed_by_us"] is True
+    assert result["c2pa"]["generation_id"] == signed_image.generation_id
+    assert result["c2pa"]["digital_source_type"].endswith("trainedAlgorithmicMedia")
+    assert result["matches"][0]["generation_id"] == signed_image.generation_id
+    assert result["matches"][0]["record"]["public"] == {"prompt_id": 7}
+    assert "private" not in result["matches"][0]["record"]
+    assert result["elapsed_ms"] > 0
+
+
+def test_stripped_copy_is_matched(client: FlaskClient, registered_set: dict[str, Signed]) -> None:
+    for name, signed in registered_set.items():
+        result = verify(client, transforms.strip(signed.data, quality=60))
+        assert result["c2pa"]["present"] is False
+        assert result["verdict"] == "matched", name
+        assert result["matches"][0]["generation_id"] == signed.generation_id
+        assert {m["method"] for m in result["matches"][0]["methods"]} >= {"pdq"}
+
+
+@pytest.mark.parametrize("anchor", [(0.5, 0.5), (0.0, 0.0), (1.0, 0.3)])
+def test_half_crop_is_matched_with_its_region(
+    client: FlaskClient, registered_set: dict[str, Signed], anchor
+) -> None:
+    for name, signed in registered_set.items():
+        cropped, box = transforms.crop(signed.data, 0.5, anchor)
+        result = verify(client, cropped)
+        assert result["verdict"] == "matched", name
+        best = result["matches"][0]
+        assert best["generation_id"] == signed.generation_id
+        assert polygon_iou(best["region"], box) > 0.85, (name, best["region"], box)
+        assert 0.4 < best["coverage"] < 0.6
+
+
+def test_screenshot_is_matched_with_the_whole_image_as_region(
+    client: FlaskClient, registered_set: dict[str, Signed]
+) -> None:
+    for name, signed in registered_set.items():
+        shot, _ = transforms.screenshot(signed.data)
+        result = verify(client, shot)
+        assert result["verdict"] == "matched", name
+        best = result["matches"][0]
+        assert best["generation_id"] == signed.generation_id
+        width, height = best["record"]["width"], best["record"]["height"]
+        assert polygon_iou(best["region"], (0, 0, width, height)) > 0.9
+
+
+def test_unrelated_image_is_not_matched(client: FlaskClient, registered_set: dict[str, Signed]) -> None:
+    for data in (fixture_bytes("hubble.jpg"), transforms.crop(fixture_bytes("hubble.jpg"), 0.5)[0]):
+        result = verify(client, data)
+        assert result["verdict"] == "no_match"
+        assert all(m["verdict"] != "matched" for m in result["matches"])
+
+
+def test_tampered_signed_image_is_invalid_yet_found_by_search(
+    client: FlaskClient, signed_image: Signed
+) -> None:
+    tampered = bytearray(signed_image.data)
+    position = len(tampered) - 2000  # inside the JPEG entropy-coded scan, after the manifest
+    tampered[position] ^= 0x01
+    result = verify(client, bytes(tampered))
+    assert result["c2pa"]["validation_state"] == "Invalid"
+    assert result["c2pa"]["failures"]
+    assert result["c2pa"]["generation_id"] is None
+    assert result["c2pa"]["claimed_generation_id"] == signed_image.generation_id
+    assert result["verdict"] == "matched"
+    assert result["matches"][0]["generation_id"] == signed_image.generation_id
+
+
+def test_private_fields_need_scope_read(
+    client: FlaskClient, settings: Settings, signed_image: Signed
+) -> None:
+    stripped = transforms.strip(signed_image.data)
+    assert "private" not in verify(client, stripped)["matches"][0]["record"]
+    assert "private" not in verify(client, stripped, api_key(settings, "verify"))["matches"][0]["record"]
+    private = verify(client, stripped, api_key(settings, "read"))["matches"][0]["record"]["private"]
+    assert private == {"user": "u1"}
+
+
+def test_batch_needs_a_key_and_answers_per_file(
+    client: FlaskClient, settings: Settings, signed_image: Signed
+) -> None:
+    files = [
+        (io.BytesIO(transforms.strip(signed_image.data)), "a.jpg"),
+        (io.BytesIO(b"junk"), "b.bin"),
+        (io.BytesIO(fixture_bytes("hubble.jpg")), "c.jpg"),
+    ]
+    assert_problem(client.post("/v1/verify/batch", data={"image": [(io.BytesIO(b"x"), "x.jpg")]}), 401)
+    response = client.post(
+        "/v1/verify/batch",
+        data={"image": files},
+        headers={"Authorization": f"Bearer {api_key(settings, 'verify')}"},
+    )
+    results = response.get_json()["results"]
+    assert [r["file"] for r in results] == ["a.jpg", "b.bin", "c.jpg"]
+    assert results[0]["verdict"] == "matched"
+    assert results[1]["error"]["status"] == 415
+    assert results[2]["verdict"] == "no_match"
+
+
+def test_batch_of_more_than_32_is_refused(client: FlaskClient, settings: Settings) -> None:
+    files = [(io.BytesIO(b"x"), f"{i}.jpg") for i in range(33)]
+    response = client.post(
+        "/v1/verify/batch",
+        data={"image": files},
+        headers={"Authorization": f"Bearer {api_key(settings, 'verify')}"},
+    )
+    assert_problem(response, 400)
+
+
+@pytest.mark.parametrize(
+    ("data", "status"), [(b"", 422), (b"text" * 50, 415), (fixture_bytes("coffee.jpg")[:3000], 422)]
+)
+def test_bad_uploads_to_verify_are_problems(client: FlaskClient, data: bytes, status: int) -> None:
+    response = client.post("/v1/verify", data={"image": (io.BytesIO(data), "x")})
+    assert_problem(response, status)

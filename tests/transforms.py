@@ -1,0 +1,62 @@
+"""Edits that copies of images suffer in the wild, for tests: strip, crop, resize, re-encode, pad."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageDraw, ImageOps
+
+
+def decode(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def strip(data: bytes, quality: int = 85) -> bytes:
+    """Decode and re-encode as JPEG: the manifest is gone and the pixels change slightly."""
+    return encode(decode(data), "JPEG", quality=quality)
+
+
+def crop(
+    data: bytes, keep_area: float, anchor: tuple[float, float] = (0.5, 0.5)
+) -> tuple[bytes, tuple[int, int, int, int]]:
+    """Keep ``keep_area`` of the image (same aspect), placed at ``anchor`` (0..1 per axis).
+
+    Returns the JPEG and the crop box in the original's pixel coordinates.
+    """
+    image = decode(data)
+    side = keep_area**0.5
+    width, height = round(image.width * side), round(image.height * side)
+    left = round((image.width - width) * anchor[0])
+    top = round((image.height - height) * anchor[1])
+    box = (left, top, left + width, top + height)
+    return encode(image.crop(box), "JPEG", quality=85), box
+
+
+def resize(data: bytes, factor: float) -> bytes:
+    image = decode(data)
+    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+    return encode(image.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=85)
+
+
+def pad(data: bytes, border: int, colour: str = "white") -> bytes:
+    return encode(ImageOps.expand(decode(data), border=border, fill=colour), "PNG")
+
+
+def screenshot(data: bytes, scale: float = 0.8) -> tuple[bytes, tuple[int, int]]:
+    """The image, scaled, inside a larger window with a title bar and text; returns PNG and offset."""
+    image = decode(data)
+    shown = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (shown.width + 300, shown.height + 200), "#f2f2f2")
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, canvas.width, 40), fill="#3b5998")
+    for line in range(6):
+        draw.text((shown.width + 60, 80 + 24 * line), f"comment {line}: look at this", fill="#222")
+    offset = (30, 90)
+    canvas.paste(shown, offset)
+    return encode(canvas, "PNG"), offset
