@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,11 +59,27 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 
+def _enable_wal(connection: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch a database to WAL once. The switch takes an exclusive lock without honouring the busy
+    timeout, so processes that open a new database together retry it."""
+    for _ in range(attempts):
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.1)
+    raise sqlite3.OperationalError("could not switch the database to WAL: it stays locked")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in WAL mode with explicit transactions (``with db:`` commits or rolls back)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode = WAL")
+    _enable_wal(connection)
     connection.execute("PRAGMA synchronous = FULL")  # a returned signed image implies a durable record
     connection.execute("PRAGMA foreign_keys = ON")
     return connection

@@ -1,0 +1,163 @@
+"""The index library: fingerprints, FAISS search against brute force, persistence, geometry."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+import index.search as search_module
+from index import (
+    FingerprintIndex,
+    FingerprintStore,
+    LocalFeatures,
+    PdqHash,
+    extract_local_features,
+    fingerprint_image,
+    pdq,
+    pdq_dihedral,
+    verify_geometry,
+)
+from index.features import DESCRIPTOR_BYTES
+from tests import transforms
+from tests.conftest import fixture_bytes
+
+
+def photo(name: str = "coffee") -> Image.Image:
+    return transforms.decode(fixture_bytes(f"{name}.jpg"))
+
+
+def store_with(records: dict[int, Image.Image]) -> FingerprintStore:
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    connection.execute(FingerprintStore.SCHEMA)
+    store = FingerprintStore(connection)
+    for record_id, image in records.items():
+        store.add(record_id, fingerprint_image(image))
+    return store
+
+
+def test_pdq_variants_are_the_hashes_of_really_transformed_images() -> None:
+    image = photo()
+    variants = pdq_dihedral(image)
+    assert variants[0] == pdq(image)
+    for transformed in (
+        ImageOps.mirror(image),
+        image.rotate(90, expand=True),
+        image.rotate(180),
+        ImageOps.flip(image),
+    ):
+        assert min(pdq(transformed).distance(v) for v in variants) <= 4
+
+
+def test_pdq_hex_round_trip_and_distance() -> None:
+    value = pdq(photo())
+    assert PdqHash.from_hex(value.hex(), value.quality) == value
+    assert value.distance(pdq(photo("chelsea"))) > 60
+    with pytest.raises(ValueError):
+        PdqHash.from_hex("zz")
+
+
+def test_local_features_serialise_and_verify_a_rotated_crop() -> None:
+    image = photo("astronaut")
+    reference = LocalFeatures.from_bytes(extract_local_features(image).to_bytes())
+    box = (100, 150, 400, 450)
+    query = extract_local_features(image.crop(box).rotate(10, expand=True))
+    match = verify_geometry(query, reference)
+    assert match is not None and match.inliers >= 20
+    assert abs(abs(match.rotation_degrees) - 10) < 2
+    xs, ys = zip(*match.region, strict=True)
+    assert min(xs) < box[0] + 5 and max(xs) > box[2] - 5  # the rotated query's corners enclose the box
+    assert verify_geometry(extract_local_features(photo("hubble")), reference) is None or (
+        verify_geometry(extract_local_features(photo("hubble")), reference).inliers < 10
+    )
+
+
+def test_textureless_image_has_no_local_features_but_still_a_pdq_hash() -> None:
+    flat = Image.linear_gradient("L").resize((300, 200)).convert("RGB")
+    features = extract_local_features(flat)
+    assert len(features) < 10
+    assert pdq(flat).quality < 50
+
+
+def brute_force_votes(
+    query: np.ndarray, codes: np.ndarray, ids: np.ndarray, max_distance: int
+) -> dict[int, int]:
+    bits = np.unpackbits(query[:, None, :] ^ codes[None, :, :], axis=2).sum(axis=2)
+    votes: dict[int, int] = {}
+    for row in bits:
+        for record_id in {int(ids[j]) for j in np.argsort(row, kind="stable")[:4] if row[j] <= max_distance}:
+            votes[record_id] = votes.get(record_id, 0) + 1
+    return votes
+
+
+def test_local_search_agrees_with_brute_force_and_survives_save_and_load(tmp_path: Path) -> None:
+    images = {i + 1: photo(name) for i, name in enumerate(["coffee", "chelsea", "astronaut", "rocket"])}
+    store = store_with(images)
+    index = FingerprintIndex.rebuild_from(store)
+    assert index.records == 4 and index.last_record_id == 4
+
+    query = extract_local_features(transforms.decode(transforms.crop(fixture_bytes("rocket.jpg"), 0.5)[0]))
+    descriptors = query.descriptors[:300]
+    codes = np.concatenate(
+        [
+            extract_local_features(img).descriptors[: search_module.INDEXED_DESCRIPTORS]
+            for img in images.values()
+        ]
+    )
+    ids = np.concatenate(
+        [
+            np.full(min(len(extract_local_features(img)), search_module.INDEXED_DESCRIPTORS), i)
+            for i, img in images.items()
+        ]
+    )
+    oracle = brute_force_votes(descriptors, codes, ids, 70)
+    found = {c.record_id: c.votes for c in index.search_local(descriptors)}
+    assert max(found, key=found.__getitem__) == max(oracle, key=oracle.__getitem__) == 4
+    assert abs(found[4] - oracle[4]) <= 2  # ties among equidistant neighbours may break differently
+
+    index.save(tmp_path / "fp.npz")
+    loaded = FingerprintIndex.load(tmp_path / "fp.npz")
+    assert loaded.last_record_id == 4
+    assert {c.record_id: c.votes for c in loaded.search_local(descriptors)} == found
+    assert loaded.search_pdq(pdq_dihedral(images[2]), 31) == {2: 0}
+
+
+def test_catch_up_adds_only_new_records() -> None:
+    store = store_with({1: photo("coffee")})
+    index = FingerprintIndex.rebuild_from(store)
+    assert index.catch_up(store) == 0
+    store.add(2, fingerprint_image(photo("chelsea")))
+    assert index.catch_up(store) == 1
+    assert set(index.search_pdq([pdq(photo("chelsea"))], 31)) == {2}
+
+
+def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
+    rng = np.random.default_rng(1)
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    connection.execute(FingerprintStore.SCHEMA)
+    store = FingerprintStore(connection)
+    real = fingerprint_image(photo("rocket"))
+    for record_id in range(1, 40):  # random distractor descriptor sets around one real record
+        fake = LocalFeatures(
+            np.zeros((160, 2), np.float32),
+            rng.integers(0, 256, (160, DESCRIPTOR_BYTES), np.uint8),
+            100,
+            100,
+            1.0,
+        )
+        store.add(record_id, type(real)(pdq=real.pdq, local=fake) if record_id != 20 else real)
+    index = FingerprintIndex.rebuild_from(store)
+    assert type(index._local.index).__name__ == "IndexBinaryIVF"
+    query = extract_local_features(photo("rocket"))
+    assert index.search_local(query.descriptors[:300])[0].record_id == 20
+
+
+def test_missing_saved_index_is_reported(tmp_path: Path) -> None:
+    from index import IndexNotReady
+
+    with pytest.raises(IndexNotReady):
+        FingerprintIndex.load(tmp_path / "absent.npz")

@@ -1,0 +1,118 @@
+"""Real gunicorn processes on one data directory: what one registers, the other finds."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from provenance.config import Settings
+from tests import transforms
+from tests.conftest import api_key, fixture_bytes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(settings: Settings, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "provenance",
+        "--data-dir",
+        str(settings.data_dir),
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    with log.open("wb") as sink:
+        return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{base} not ready after {timeout}s")
+
+
+@pytest.fixture
+def two_servers(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    ports = free_port(), free_port()
+    logs = [tmp_path / f"server-{port}.log" for port in ports]
+    processes = [start_server(settings, port, 1, log) for port, log in zip(ports, logs, strict=True)]
+    try:
+        bases = tuple(f"http://127.0.0.1:{port}" for port in ports)
+        for base, process, log in zip(bases, processes, logs, strict=True):
+            wait_ready(base, process, log)
+        yield bases  # type: ignore[misc]
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_record_registered_through_one_process_is_found_by_the_other_within_2s(
+    settings: Settings, two_servers: tuple[str, str]
+) -> None:
+    writer, reader = two_servers
+    key = api_key(settings, "sign")
+    for name in ("coffee", "rocket", "astronaut"):
+        response = requests.post(
+            f"{writer}/v1/generations",
+            headers={"Authorization": f"Bearer {key}"},
+            files={"image": (f"{name}.jpg", fixture_bytes(f"{name}.jpg"), "image/jpeg")},
+            data={"metadata": '{"model": "m"}'},
+            timeout=30,
+        )
+        assert response.status_code == 201
+        registered_at = time.monotonic()
+        suspect = transforms.crop(response.content, 0.5)[0]
+        while True:
+            found = requests.post(
+                f"{reader}/v1/verify", files={"image": ("s.jpg", suspect)}, timeout=30
+            ).json()
+            if found["verdict"] == "matched":
+                break
+            assert time.monotonic() - registered_at < 2, found
+            time.sleep(0.1)
+        assert found["matches"][0]["generation_id"] == response.headers["X-Generation-Id"]
+
+
+@pytest.mark.slow
+def test_served_errors_are_problem_json(two_servers: tuple[str, str]) -> None:
+    base = two_servers[0]
+    response = requests.post(f"{base}/v1/verify", files={"image": ("x.txt", b"plain text")}, timeout=30)
+    assert response.status_code == 415
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+
+
+def test_run_script_names_the_documented_command() -> None:
+    script = (Path(__file__).parents[1] / "scripts" / "run").read_text()
+    assert "keys init --if-missing" in script
+    assert "provenance serve" in script
