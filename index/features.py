@@ -123,7 +123,7 @@ def extract_local_features(image: Image.Image) -> LocalFeatures:
         raise FingerprintError("the image is too small for local features")
     scale = max(image.width, image.height) / PROCESSING_SIDE
     size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
-    gray = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR))
+    gray = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
     keypoints = _orb.detect(gray, None)
     keypoints, descriptors = _teblid.compute(gray, keypoints)
     if descriptors is None or not keypoints:

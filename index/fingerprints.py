@@ -59,11 +59,12 @@ def _pack(bit_vector: np.ndarray) -> bytes:
 def _pdq_input(image: Image.Image) -> np.ndarray:
     if image.width < 1 or image.height < 1:
         raise FingerprintError("the image has no pixels")
-    rgb = image.convert("RGB")
-    if max(rgb.size) > _PDQ_INPUT_SIDE:
-        rgb = rgb.copy()
-        rgb.thumbnail((_PDQ_INPUT_SIDE, _PDQ_INPUT_SIDE), Image.Resampling.BILINEAR)
-    return np.asarray(rgb)
+    scale = _PDQ_INPUT_SIDE / max(image.size)
+    if scale < 1:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        # reducing_gap: box-reduce first, then filter; 4x faster and PDQ filters again anyway.
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(image.convert("RGB"))
 
 
 def _hash_array(pixels: np.ndarray) -> PdqHash:

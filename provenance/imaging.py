@@ -31,7 +31,7 @@ class DecodedImage:
 
     def pixels_sha256(self) -> str:
         """Hash of the decoded RGB pixels: equal for a lossless re-encode of the same image."""
-        rgb = self.image.convert("RGB")
+        rgb = self.image if self.image.mode == "RGB" else self.image.convert("RGB")
         digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
         digest.update(rgb.tobytes())
         return digest.hexdigest()
@@ -77,8 +77,9 @@ def decode_image(
 
 def thumbnail_jpeg(image: Image.Image, side: int) -> bytes:
     """A small JPEG for side-by-side display."""
-    small = image.convert("RGB")
-    small.thumbnail((side, side), Image.Resampling.LANCZOS)
+    scale = min(1.0, side / max(image.size))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0).convert("RGB")
     out = io.BytesIO()
     small.save(out, "JPEG", quality=80)
     return out.getvalue()

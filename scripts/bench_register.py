@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Registrations per second for 1024x1024 JPEG and PNG, through the Python API and over HTTP.
+
+Prints one table: throughput, median latency and the median split by stage (decode, fingerprint,
+sign, commit, index). The baseline, measured in the same run, is c2pa signing alone (the
+irreducible cost); "x baseline" says how much a whole registration costs relative to it.
+
+Usage: .venv/bin/python scripts/bench_register.py [--count 60] [--http-clients 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import io
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from provenance import db  # noqa: E402
+from provenance.apikeys import create_api_key  # noqa: E402
+from provenance.app import build_services  # noqa: E402
+from provenance.config import Settings  # noqa: E402
+from provenance.devkeys import KeyFiles, generate_dev_keys  # noqa: E402
+from provenance.manifest import build_manifest  # noqa: E402
+from provenance.registry import GenerationRequest  # noqa: E402
+from provenance.signing import ManifestSigner  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures"
+STAGES = ("decode", "fingerprint", "sign", "commit", "index")
+
+
+def images(count: int, fmt: str) -> list[bytes]:
+    """Distinct 1024x1024 photographs: the fixtures upscaled, each with its own light noise."""
+    rng = np.random.default_rng(7)
+    sources = [Image.open(p).convert("RGB").resize((1024, 1024)) for p in sorted(FIXTURES.glob("*.jpg"))]
+    out = []
+    for i in range(count):
+        pixels = np.asarray(sources[i % len(sources)], np.int16) + rng.integers(-6, 7, (1024, 1024, 3))
+        buffer = io.BytesIO()
+        options = {"quality": 90} if fmt == "JPEG" else {}
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, fmt, **options)
+        out.append(buffer.getvalue())
+    return out
+
+
+def fresh_settings(directory: Path) -> Settings:
+    keys = directory / "keys"
+    generate_dev_keys(KeyFiles.under(keys, keys / "chain.pem", keys / "signer.key", keys / "root.pem"))
+    return Settings(data_dir=directory)
+
+
+def bench_sign_only(settings: Settings, data: list[bytes], mime: str) -> float:
+    signer = ManifestSigner(settings)
+    manifest = build_manifest(
+        generation_id="00000000-0000-4000-8000-000000000000",
+        model="m",
+        generator_name="bench",
+        title="x",
+        pdq_hash=bytes(32),
+    )
+    started = time.perf_counter()
+    for item in data:
+        signer.sign(manifest, item, mime)
+    return (time.perf_counter() - started) / len(data) * 1000
+
+
+def bench_python(settings: Settings, data: list[bytes], threads: int) -> tuple[float, list[dict[str, float]]]:
+    """One registry, ``threads`` threads each with its own connection (decode, OpenCV and c2pa
+    release the GIL, so a second thread can use the second core)."""
+    registry = build_services(settings).require_registry()
+    request = GenerationRequest(model="bench")
+
+    def run(chunk: list[bytes]) -> list[dict[str, float]]:
+        with db.connect(settings.database) as connection:
+            return [registry.register(connection, item, request).timings_ms for item in chunk]
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        chunks = list(pool.map(run, [data[i::threads] for i in range(threads)]))
+    elapsed = time.perf_counter() - started
+    return len(data) / elapsed, [t for chunk in chunks for t in chunk]
+
+
+def bench_http(settings: Settings, data: list[bytes], clients: int, port: int) -> tuple[float, list[float]]:
+    with db.open_database(settings.database) as connection:
+        key = create_api_key(connection, frozenset({"sign"}))
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "provenance",
+            "--data-dir",
+            str(settings.data_dir),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        session_headers = {"Authorization": f"Bearer {key}"}
+
+        def post(item: bytes) -> float:
+            started = time.perf_counter()
+            response = requests.post(
+                f"{base}/v1/generations",
+                headers=session_headers,
+                files={"image": ("x", item)},
+                data={"metadata": json.dumps({"model": "bench"})},
+                timeout=60,
+            )
+            assert response.status_code == 201, response.text
+            return (time.perf_counter() - started) * 1000
+
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            latencies = list(pool.map(post, data))
+        return len(data) / (time.perf_counter() - started), latencies
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=60)
+    parser.add_argument("--http-clients", type=int, default=2)
+    parser.add_argument("--port", type=int, default=18731)
+    args = parser.parse_args()
+    rows = []
+    for fmt, mime in (("JPEG", "image/jpeg"), ("PNG", "image/png")):
+        data = images(args.count, fmt)
+        with tempfile.TemporaryDirectory() as scratch:
+            settings = fresh_settings(Path(scratch))
+            baseline = bench_sign_only(settings, data[:20], mime)
+            for threads in (1, 2):
+                rate, timings = bench_python(settings, data, threads)
+                split = {stage: statistics.median(t[stage] for t in timings) for stage in STAGES}
+                total = statistics.median(sum(t.values()) for t in timings)
+                rows.append((f"python API x{threads} threads, {fmt}", rate, total, split, total / baseline))
+        with tempfile.TemporaryDirectory() as scratch:
+            settings = fresh_settings(Path(scratch))
+            rate, latencies = bench_http(settings, data, args.http_clients, args.port)
+            median = statistics.median(latencies)
+            rows.append((f"HTTP x{args.http_clients} clients, {fmt}", rate, median, None, median / baseline))
+        rows.append((f"baseline: c2pa sign only, {fmt}", 1000 / baseline, baseline, None, 1.0))
+    header = (
+        f"{'path':34} {'reg/s':>7} {'median ms':>10} "
+        + " ".join(f"{s:>11}" for s in STAGES)
+        + f" {'x baseline':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, rate, median, split, ratio in rows:
+        stages = " ".join(f"{split[s]:>11.1f}" if split else f"{'':>11}" for s in STAGES)
+        print(f"{name:34} {rate:>7.1f} {median:>10.1f} {stages} {ratio:>11.1f}")
+
+
+if __name__ == "__main__":
+    main()
