@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Robustness benchmark: recall per edit family, false matches on never-registered images, latency.
+
+Registers real photographs and illustrations (scripts/bench_corpus.py), fills the store with other
+real images up to --records, then verifies edited copies of the registered images (every family
+below, fixed seeds; AugLy for text, emoji, padding and screenshots) and never-registered images
+with edited copies of them. Prints, per family: recall (the right record first, verdict
+`matched`), the possible-match rate, false matches, and median and p95 verify latency; then the
+split by stage, the index RAM per record, and the calibration margins (the strongest evidence
+ever seen for a wrong record). Queries run in one process per core; latencies are per query.
+
+Usage: .venv/bin/python scripts/bench_robustness.py [--registered 300] [--records 10000] [--unrelated 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing
+import random
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from provenance import db  # noqa: E402
+from provenance.app import build_services, index_file  # noqa: E402
+from provenance.config import Settings  # noqa: E402
+from provenance.devkeys import KeyFiles, generate_dev_keys  # noqa: E402
+from provenance.registry import GenerationRequest  # noqa: E402
+
+DATA = ROOT / "bench-data"
+Transform = Callable[[Image.Image, random.Random], Image.Image]
+
+
+def _augly() -> object:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import augly.image as imaugs
+    return imaugs
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def webp(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "WEBP", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def scale(image: Image.Image, factor: float) -> Image.Image:
+    return image.resize((max(16, round(image.width * factor)), max(16, round(image.height * factor))),
+                        Image.Resampling.BILINEAR)
+
+
+def crop(image: Image.Image, area: float, rng: random.Random, centred: bool) -> Image.Image:
+    side = area**0.5
+    width, height = round(image.width * side), round(image.height * side)
+    x = (image.width - width) // 2 if centred else rng.randint(0, image.width - width)
+    y = (image.height - height) // 2 if centred else rng.randint(0, image.height - height)
+    return image.crop((x, y, x + width, y + height))
+
+
+def noise(image: Image.Image, rng: random.Random) -> Image.Image:
+    generator = np.random.default_rng(rng.randint(0, 2**31))
+    pixels = np.asarray(image.convert("RGB"), np.float32) + generator.normal(0, 15, (image.height, image.width, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def gamma(image: Image.Image, value: float) -> Image.Image:
+    table = [round(255 * (i / 255) ** value) for i in range(256)] * 3
+    return image.convert("RGB").point(table)
+
+
+def rotate(image: Image.Image, degrees: float) -> Image.Image:
+    return image.convert("RGB").rotate(degrees, Image.Resampling.BILINEAR, expand=True, fillcolor="black")
+
+
+def meme(image: Image.Image, rng: random.Random) -> Image.Image:
+    """White bands above and below with caption text, as meme generators make."""
+    band = max(40, image.height // 6)
+    canvas = Image.new("RGB", (image.width, image.height + 2 * band), "white")
+    canvas.paste(image.convert("RGB"), (0, band))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(14, band // 2))
+    draw.text((10, band // 4), "WHEN THE MODEL SAYS", fill="black", font=font)
+    draw.text((10, image.height + band + band // 4), rng.choice(["NOBODY:", "ME:", "IT'S REAL"]), fill="black", font=font)
+    return canvas
+
+
+def overlay_text(image: Image.Image, rng: random.Random) -> Image.Image:
+    return _augly().overlay_text(image.convert("RGB"), font_size=0.12, opacity=1.0,
+                                 x_pos=rng.uniform(0, 0.4), y_pos=rng.uniform(0, 0.6))
+
+
+def overlay_emoji(image: Image.Image, rng: random.Random) -> Image.Image:
+    return _augly().overlay_emoji(image.convert("RGB"), emoji_size=0.25, opacity=1.0,
+                                  x_pos=rng.uniform(0, 0.7), y_pos=rng.uniform(0, 0.7))
+
+
+def pad(image: Image.Image, rng: random.Random) -> Image.Image:
+    border = round(max(image.size) * 0.15)
+    colour = rng.choice(["white", "black", "#3b5998"])
+    return ImageOps.expand(image.convert("RGB"), border=border, fill=colour)
+
+
+def screenshot(image: Image.Image, rng: random.Random) -> Image.Image:
+    """The image inside AugLy's web or mobile page template."""
+    from augly.utils import SCREENSHOT_TEMPLATES_DIR
+
+    template = Path(SCREENSHOT_TEMPLATES_DIR) / rng.choice(["web.png", "mobile.png"])
+    return _augly().overlay_onto_screenshot(image.convert("RGB"), template_filepath=str(template),
+                                            resize_src_to_match_template=True, crop_src_to_fit=False)
+
+
+FAMILIES: dict[str, tuple[str, Transform]] = {
+    "strip (lossless re-save)": ("strip", lambda im, r: im.convert("RGB")),
+    "jpeg q20": ("re-encode", lambda im, r: jpeg(im, 20)),
+    "webp q50": ("re-encode", lambda im, r: webp(im, 50)),
+    "resize to 1/4 side": ("resize", lambda im, r: jpeg(scale(im, 0.25), 85)),
+    "resize to 1/2 side": ("resize", lambda im, r: jpeg(scale(im, 0.5), 85)),
+    "brightness +50%": ("colour", lambda im, r: ImageEnhance.Brightness(im).enhance(1.5)),
+    "contrast -50%": ("colour", lambda im, r: ImageEnhance.Contrast(im).enhance(0.5)),
+    "gamma 0.6": ("colour", lambda im, r: gamma(im, 0.6)),
+    "saturation x2": ("colour", lambda im, r: ImageEnhance.Color(im).enhance(2.0)),
+    "grayscale": ("colour", lambda im, r: ImageOps.grayscale(im).convert("RGB")),
+    "blur r=2": ("blur", lambda im, r: im.filter(ImageFilter.GaussianBlur(2))),
+    "noise sigma=15": ("noise", noise),
+    "mirror": ("mirror", lambda im, r: ImageOps.mirror(im)),
+    "rotate 90": ("rotate 90/180", lambda im, r: im.rotate(90, expand=True)),
+    "rotate 180": ("rotate 90/180", lambda im, r: im.rotate(180)),
+    "rotate 5": ("rotate <=15", lambda im, r: rotate(im, r.choice([-5, 5]))),
+    "rotate 15": ("rotate <=15", lambda im, r: rotate(im, r.choice([-15, 15]))),
+    "text overlay": ("overlays", overlay_text),
+    "emoji overlay": ("overlays", overlay_emoji),
+    "meme borders": ("overlays", meme),
+    "padding 15%": ("overlays", pad),
+    "screenshot": ("screenshot", screenshot),
+    "crop 50% centred": ("crop 50%", lambda im, r: crop(im, 0.5, r, True)),
+    "crop 50% off-centre": ("crop 50%", lambda im, r: crop(im, 0.5, r, False)),
+    "crop 50% + resize + jpeg": ("crop 50%", lambda im, r: jpeg(scale(crop(im, 0.5, r, False), 0.6), 60)),
+    "crop 25% centred": ("crop 25%", lambda im, r: crop(im, 0.25, r, True)),
+    "crop 25% off-centre": ("crop 25%", lambda im, r: crop(im, 0.25, r, False)),
+    "crop 25% + resize + jpeg": ("crop 25%", lambda im, r: jpeg(scale(crop(im, 0.25, r, False), 0.8), 60)),
+}
+TARGETS = {"strip": 99, "re-encode": 99, "resize": 99, "colour": 99, "blur": 99, "noise": 99, "mirror": 99,
+           "rotate 90/180": 99, "overlays": 99, "crop 50%": 97, "crop 25%": 90, "screenshot": 95, "rotate <=15": 95}
+
+
+def encode_query(image: Image.Image) -> bytes:
+    """Edits that already encoded (re-encodes) keep their bytes' pixels; others are saved losslessly."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def load(name: str) -> Image.Image:
+    return Image.open(DATA / name).convert("RGB")
+
+
+# ---- registration ---------------------------------------------------------------------------
+
+def register_all(settings: Settings, names: list[str], tile_to: int) -> dict[str, str]:
+    """Register images (and, to reach ``tile_to`` records, quadrant tiles of them); name -> id."""
+    registry = build_services(settings).require_registry()
+    request = GenerationRequest(model="bench")
+    ids: dict[str, str] = {}
+    names = names[:tile_to]
+    work: list[tuple[str, Callable[[], Image.Image]]] = [(n, lambda n=n: load(n)) for n in names]
+    quadrant = 0
+    while len(work) < tile_to and quadrant < 4:
+        for n in names:
+            if len(work) >= tile_to:
+                break
+            work.append((f"{n}#q{quadrant}", lambda n=n, q=quadrant: tile(load(n), q)))
+        quadrant += 1
+    published = settings.data_dir / "published"
+    published.mkdir(exist_ok=True)
+    with db.connect(settings.database) as connection:
+        for i, (name, make) in enumerate(work):
+            buffer = io.BytesIO()
+            make().save(buffer, "JPEG", quality=92)
+            registration = registry.register(connection, buffer.getvalue(), request)
+            ids[name] = registration.record.generation_id
+            # Copies in the wild start from what we published: the signed file.
+            (published / f"{registration.record.generation_id}.jpg").write_bytes(registration.signed)
+            if i % 500 == 0:
+                print(f"  registered {i}/{len(work)}", file=sys.stderr, flush=True)
+    return ids
+
+
+def tile(image: Image.Image, quadrant: int) -> Image.Image:
+    half_w, half_h = image.width // 2, image.height // 2
+    x, y = (quadrant % 2) * half_w, (quadrant // 2) * half_h
+    return image.crop((x, y, x + half_w, y + half_h))
+
+
+# ---- queries --------------------------------------------------------------------------------
+
+_verifier = None
+_settings: Settings | None = None
+
+
+def _init_worker(settings: Settings) -> None:
+    global _verifier, _settings
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # one process per core
+    _settings = settings
+    _verifier = build_services(settings).verifier
+
+
+def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
+    name, family, expected, seed = job
+    assert _verifier is not None and _settings is not None
+    rng = random.Random(seed)
+    published = _settings.data_dir / "published" / f"{expected}.jpg"
+    image = Image.open(published) if expected else load(name)
+    if family != "original":
+        image = FAMILIES[family][1](image, rng)
+    data = encode_query(image)
+    with db.connect(_settings.database) as connection:
+        started = time.perf_counter()
+        result = _verifier.verify(connection, data)
+        elapsed = (time.perf_counter() - started) * 1000
+    top = result.matches[0] if result.matches else None
+    wrong = [m for m in result.matches if m.record.generation_id != expected]
+    wrong_inliers = [m2.score for m in wrong for m2 in m.methods if m2.method == "local_features"]
+    wrong_pdq = [m2.distance for m in wrong for m2 in m.methods if m2.method == "pdq"]
+    return {
+        "family": family, "expected": expected, "verdict": result.verdict,
+        "top": top.record.generation_id if top else None, "elapsed": elapsed,
+        "timings": result.timings_ms,
+        "false_match": any(m.verdict == "matched" for m in wrong),
+        "wrong_ids": [m.record.generation_id for m in wrong if m.verdict == "matched"],
+        "wrong_inliers": max(wrong_inliers, default=0), "wrong_pdq": min(wrong_pdq, default=256),
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def report(results: list[dict[str, object]], records: int, ram_per_record: float) -> None:
+    by_family: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for r in results:
+        by_family[str(r["family"]) if r["expected"] else f"unrelated: {r['family']}"].append(r)
+    print(f"\n{'family':30} {'group':14} {'n':>6} {'recall %':>9} {'target':>7} {'possible %':>10} "
+          f"{'false':>6} {'median ms':>10} {'p95 ms':>7}")
+    print("-" * 106)
+    group_stats: dict[str, list[bool]] = defaultdict(list)
+    for family in [*FAMILIES, *sorted(f for f in by_family if f.startswith("unrelated"))]:
+        rows = by_family.get(family, [])
+        if not rows:
+            continue
+        group = FAMILIES[family][0] if family in FAMILIES else "unrelated"
+        hits = [r["verdict"] == "matched" and r["top"] == r["expected"] for r in rows]
+        possible = [r["verdict"] == "possible_match" for r in rows]
+        group_stats[group].extend(hits)
+        latencies = [float(r["elapsed"]) for r in rows]  # type: ignore[arg-type]
+        recall = f"{100 * sum(hits) / len(rows):9.1f}" if group != "unrelated" else f"{'':>9}"
+        target = f"{TARGETS[group]:>7}" if group in TARGETS else f"{'':>7}"
+        print(f"{family:30} {group:14} {len(rows):>6} {recall} {target} {100 * sum(possible) / len(rows):>10.1f} "
+              f"{sum(bool(r['false_match']) for r in rows):>6} {statistics.median(latencies):>10.1f} "
+              f"{percentile(latencies, 95):>7.1f}")
+    print("\nby group (target): " + ", ".join(
+        f"{g} {100 * sum(h) / len(h):.1f}% ({TARGETS[g]})" for g, h in group_stats.items() if g in TARGETS))
+    all_latency = [float(r["elapsed"]) for r in results]  # type: ignore[arg-type]
+    stages: dict[str, list[float]] = defaultdict(list)
+    for r in results:
+        for stage in set().union(*(x["timings"] for x in results)):  # type: ignore[union-attr]
+            stages[stage].append(float(r["timings"].get(stage, 0.0)))  # type: ignore[union-attr]
+    print(f"queries {len(results)}, records {records}, false matches {sum(bool(r['false_match']) for r in results)}")
+    print(f"verify latency: median {statistics.median(all_latency):.1f} ms, p95 {percentile(all_latency, 95):.1f} ms; "
+          "median by stage: " + ", ".join(f"{s} {statistics.median(v):.1f}" for s, v in stages.items()))
+    print(f"index RAM per record: {ram_per_record:.0f} bytes")
+    print(f"calibration: most inliers for a wrong record {max(int(r['wrong_inliers']) for r in results)}, "
+          f"closest PDQ distance of a wrong record {min(int(r['wrong_pdq']) for r in results)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--registered", type=int, default=300, help="registered images that get edited queries")
+    parser.add_argument("--records", type=int, default=10000, help="records in the store in all (filler included)")
+    parser.add_argument("--unrelated", type=int, default=10000, help="never-registered queries (originals + edits)")
+    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--json", type=Path, help="also write every query's result here")
+    args = parser.parse_args()
+
+    corpus_file = DATA / "corpus" / "corpus.json"
+    if not corpus_file.exists():
+        sys.exit("run scripts/bench_corpus.py first (it fetches the images from Debian packages)")
+    corpus = json.loads(corpus_file.read_text())
+    rng = random.Random(args.seed)
+    photos, art = list(corpus["photos"]), list(corpus["art"])
+    rng.shuffle(photos)
+    rng.shuffle(art)
+    registered_photos = photos[: len(photos) * 2 // 3]
+    registered = registered_photos + art[: max(0, args.registered - len(registered_photos))]
+    rest_art = art[len(registered) - len(registered_photos):]
+    filler, unrelated_art = rest_art[: len(rest_art) // 2], rest_art[len(rest_art) // 2:]
+    unrelated = photos[len(registered_photos):] + unrelated_art
+
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = Settings(data_dir=Path(scratch))
+        keys = settings.keys_directory
+        generate_dev_keys(KeyFiles.under(keys, settings.cert_chain, settings.private_key, settings.trust_anchors))
+        started = time.perf_counter()
+        ids = register_all(settings, registered, len(registered))
+        filler_ids = register_all(settings, filler, max(0, args.records - len(registered)))
+        names_by_id = {v: k for k, v in {**ids, **filler_ids}.items()}
+        print(f"registered in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        services = build_services(settings)
+        services.index.save(index_file(settings))
+        records, ram = services.index.records, services.index.memory_bytes() / max(1, services.index.records)
+
+        jobs: list[tuple[str, str, str | None, int]] = []
+        for i, name in enumerate(registered):
+            jobs += [(name, family, ids[name], args.seed + i * 100 + j) for j, family in enumerate(FAMILIES)]
+        families = list(FAMILIES)
+        for i in range(args.unrelated):
+            name = unrelated[i % len(unrelated)]
+            family = "original" if i < len(unrelated) else families[(i // len(unrelated) * 7 + i) % len(families)]
+            jobs.append((name, family, None, args.seed + 10_000_000 + i))
+        print(f"{len(jobs)} queries on {args.workers} processes", file=sys.stderr)
+        context = multiprocessing.get_context("spawn")  # c2pa objects must not cross a fork
+        with context.Pool(args.workers, initializer=_init_worker, initargs=(settings,)) as pool:
+            results = list(pool.imap_unordered(run_query, jobs, chunksize=8))
+    if args.json:
+        for r in results:
+            r["wrong_names"] = [names_by_id[i] for i in r.pop("wrong_ids")]  # type: ignore[union-attr]
+        args.json.write_text(json.dumps(results))
+    report(results, records, ram)
+
+
+if __name__ == "__main__":
+    main()
