@@ -1,7 +1,13 @@
 """Image fingerprints, their store and FAISS search: image -> fingerprints -> candidate records."""
 
 from index.errors import FingerprintError, IndexNotReady
-from index.features import GeometricMatch, LocalFeatures, extract_local_features, verify_geometry
+from index.features import (
+    PROCESSING_SIDE,
+    GeometricMatch,
+    LocalFeatures,
+    extract_local_features,
+    verify_geometry,
+)
 from index.fingerprints import PdqHash, pdq, pdq_dihedral
 from index.scoring import (
     MATCH_CONFIDENCE,
@@ -17,6 +23,7 @@ from index.store import FingerprintStore, ImageFingerprints, fingerprint_image
 __all__ = [
     "MATCH_CONFIDENCE",
     "POSSIBLE_CONFIDENCE",
+    "PROCESSING_SIDE",
     "Candidate",
     "FingerprintError",
     "FingerprintIndex",

@@ -25,6 +25,7 @@ DESCRIPTOR_BYTES = 32
 PROCESSING_SIDE = 640
 MAX_KEYPOINTS = 1500
 _GRID = 4  # cells per side for the spatially balanced ordering
+MIN_SCALE, MAX_SCALE = 0.2, 10.0  # reference processing pixels per query processing pixel
 _FORMAT_VERSION = 1
 _HEADER = struct.Struct("<BIIIf")  # version, count, width, height, scale
 
@@ -91,6 +92,9 @@ class GeometricMatch:
     coverage: float
     scale: float
     rotation_degrees: float
+    # Share of the region that the inliers' convex hull spans: a shared logo or a chance
+    # alignment bunches its inliers in a corner, a true copy spreads them over what it shows.
+    spread: float
 
 
 def _balanced_order(points: np.ndarray, responses: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -117,11 +121,11 @@ _orb = cv2.ORB.create(nfeatures=MAX_KEYPOINTS, fastThreshold=10)
 _teblid = cv2.xfeatures2d.TEBLID.create(1.0)
 
 
-def extract_local_features(image: Image.Image) -> LocalFeatures:
-    """Detect and describe local features of a decoded image (any size, any mode)."""
+def extract_local_features(image: Image.Image, side: int = PROCESSING_SIDE) -> LocalFeatures:
+    """Detect and describe local features of a decoded image, scaled to ``side`` pixels long."""
     if image.width < 16 or image.height < 16:
         raise FingerprintError("the image is too small for local features")
-    scale = max(image.width, image.height) / PROCESSING_SIDE
+    scale = max(image.width, image.height) / side
     size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
     gray = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
     keypoints = _orb.detect(gray, None)
@@ -208,13 +212,19 @@ def verify_geometry(
     if transform is None:
         return None
     inliers = int(inlier_mask.sum())
-    scale = float(np.hypot(transform[0, 0], transform[1, 0]))
-    if inliers < 4 or not 0.02 < scale < 50:
+    # In processing pixels a real copy shows the original between a 5x magnified crop and a
+    # 10x reduced thumbnail inside a screenshot; chance alignments of unrelated images mostly
+    # collapse the query onto a sliver of the reference (scale 0.02-0.2, measured).
+    scale = float(np.hypot(transform[0, 0], transform[1, 0])) * query.scale / reference.scale
+    if inliers < 4 or not MIN_SCALE <= scale <= MAX_SCALE:
         return None
     corners = np.array([[0, 0], [query.width, 0], [query.width, query.height], [0, query.height]], np.float64)
     mapped = corners @ transform[:, :2].T + transform[:, 2]
     region = _clip_polygon(mapped, reference.width, reference.height)
-    coverage = _polygon_area(region) / (reference.width * reference.height) if len(region) else 0.0
+    region_area = _polygon_area(region) if len(region) else 0.0
+    coverage = region_area / (reference.width * reference.height)
+    hull = cv2.convexHull(target[inlier_mask.ravel() == 1].astype(np.float32))
+    spread = min(1.0, float(cv2.contourArea(hull)) / region_area) if region_area > 0 else 0.0
     return GeometricMatch(
         inliers=inliers,
         tentative_matches=len(good),
@@ -222,4 +232,5 @@ def verify_geometry(
         coverage=round(coverage, 4),
         scale=scale,
         rotation_degrees=float(np.degrees(np.arctan2(transform[1, 0], transform[0, 0]))),
+        spread=round(spread, 4),
     )

@@ -126,6 +126,13 @@ def verification_json(result: VerificationResult, *, private: bool, elapsed_ms: 
         "verdict": result.verdict,
         "c2pa": manifest_json(result.manifest),
         "matches": [match_json(m, private=private) for m in result.matches],
+        "query": None
+        if result.query is None
+        else {
+            "pdq_quality": result.query.pdq_quality,
+            "keypoints": result.query.keypoints,
+            "low_detail": result.query.low_detail,
+        },
         "elapsed_ms": round(elapsed_ms, 1),
         "timings_ms": result.timings_ms,
     }

@@ -11,6 +11,7 @@ from PIL import Image
 
 from index import (
     MATCH_CONFIDENCE,
+    PROCESSING_SIDE,
     FingerprintIndex,
     FingerprintStore,
     GeometricMatch,
@@ -31,6 +32,8 @@ from provenance.records import GenerationRecord, RecordStore
 QUERY_DESCRIPTORS = 500
 CANDIDATES_TO_VERIFY = 4
 MIN_VOTES = 3
+LOW_DETAIL_PDQ_QUALITY = 50
+LOW_DETAIL_KEYPOINTS = 100
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,25 @@ class RecordMatch:
 
 
 @dataclass(frozen=True)
+class QueryDetail:
+    """How much identifying detail the suspect has. Flat or featureless images (PDQ quality
+    below 50 and few keypoints: a plain gradient, a blank page) cannot be matched with
+    precision by anyone; saying so tells a reviewer why "no match" means little there."""
+
+    pdq_quality: int
+    keypoints: int
+
+    @property
+    def low_detail(self) -> bool:
+        return self.pdq_quality < LOW_DETAIL_PDQ_QUALITY and self.keypoints < LOW_DETAIL_KEYPOINTS
+
+
+@dataclass(frozen=True)
 class VerificationResult:
     verdict: str  # authentic | matched | possible_match | no_match
     manifest: ManifestReport
     matches: tuple[RecordMatch, ...]
+    query: QueryDetail | None = None  # None when an exact match made the search unnecessary
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -111,15 +129,16 @@ class Verifier:
         store = FingerprintStore(connection)
         self._index.catch_up(store)
         lap("catch_up")
+        detail = None
         if not any(e.confidence >= 1.0 for e in evidence.values()):
-            self._search(decoded.image, store, evidence, lap)
+            detail = self._search(decoded.image, store, evidence, lap)
         matches = self._matches(records, evidence)
         lap("rank")
         authentic = manifest.generation_id is not None and any(
             m.record.generation_id == manifest.generation_id for m in matches
         )
         verdict = "authentic" if authentic else (matches[0].verdict if matches else "no_match")
-        return VerificationResult(verdict, manifest, matches, timings)
+        return VerificationResult(verdict, manifest, matches, detail, timings)
 
     def _exact(
         self,
@@ -147,7 +166,7 @@ class Verifier:
         store: FingerprintStore,
         evidence: dict[int, _Evidence],
         lap: Callable[[str], None],
-    ) -> None:
+    ) -> QueryDetail:
         thresholds = self.thresholds
         hashes = pdq_dihedral(image)
         for record_id, distance in self._index.search_pdq(hashes, thresholds.pdq_possible).items():
@@ -159,11 +178,21 @@ class Verifier:
         query = extract_local_features(image)
         lap("local_extract")
         self._local_stage(query, store, evidence, lap)
-        best = max((e.confidence for e in evidence.values()), default=0.0)
-        if best < MATCH_CONFIDENCE:
+        detail = QueryDetail(pdq_quality=hashes[0].quality, keypoints=len(query))
+        # Later passes only run while nothing matched, so a found copy costs one pass.
+        if not self._matched(evidence) and max(image.size) >= 2 * PROCESSING_SIDE:
+            # A screenshot shows the original small: look again at twice the resolution.
+            large = extract_local_features(image, side=2 * PROCESSING_SIDE)
+            self._local_stage(large, store, evidence, lap, "large")
+        if not self._matched(evidence):
             # ORB descriptors are not mirror-invariant: a mirrored crop needs a mirrored query.
             mirrored = extract_local_features(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
-            self._local_stage(mirrored, store, evidence, lap, mirrored=True)
+            self._local_stage(mirrored, store, evidence, lap, "mirrored")
+        return detail
+
+    @staticmethod
+    def _matched(evidence: dict[int, _Evidence]) -> bool:
+        return max((e.confidence for e in evidence.values()), default=0.0) >= MATCH_CONFIDENCE
 
     def _local_stage(
         self,
@@ -171,9 +200,9 @@ class Verifier:
         store: FingerprintStore,
         evidence: dict[int, _Evidence],
         lap: Callable[[str], None],
-        mirrored: bool = False,
+        variant: str = "",
     ) -> None:
-        suffix = "_mirrored" if mirrored else ""
+        suffix = f"_{variant}" if variant else ""
         candidates = self._index.search_local(query.descriptors[:QUERY_DESCRIPTORS])
         to_verify = [c.record_id for c in candidates[:CANDIDATES_TO_VERIFY] if c.votes >= MIN_VOTES]
         to_verify += [r for r in evidence if r not in to_verify]  # PDQ hits get a region too
@@ -185,8 +214,8 @@ class Verifier:
             geometry = verify_geometry(query, reference)
             if geometry is None:
                 continue
-            # The region is in reference coordinates, and the mirrored query covers the same
-            # rectangle, so a mirrored match needs no correction.
+            # The region is in reference coordinates, and a mirrored or rescaled query covers
+            # the same rectangle, so no variant needs a correction.
             found = evidence.setdefault(record_id, _Evidence())
             if found.geometry is None or geometry.inliers > found.geometry.inliers:
                 found.geometry = geometry

@@ -29,19 +29,30 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from index import FingerprintIndex, FingerprintStore, LocalFeatures, extract_local_features  # noqa: E402
-from index import PdqHash, verify_geometry  # noqa: E402
+from index import (  # noqa: E402
+    FingerprintIndex,
+    FingerprintStore,
+    LocalFeatures,
+    PdqHash,
+    extract_local_features,
+    verify_geometry,
+)
 from index.fingerprints import pdq  # noqa: E402
 from index.store import ImageFingerprints  # noqa: E402
 
 DATA = ROOT / "bench-data"
 PHOTO_PACKAGES = [
-    "plasma-workspace-wallpapers", "gnome-backgrounds", "mate-backgrounds", "ukui-wallpapers",
-    "lomiri-wallpapers-20.04", "sway-backgrounds", "desktop-base",
+    "plasma-workspace-wallpapers",
+    "gnome-backgrounds",
+    "mate-backgrounds",
+    "ukui-wallpapers",
+    "lomiri-wallpapers-20.04",
+    "sway-backgrounds",
+    "desktop-base",
 ]
 ART_PACKAGES = ["openclipart-png", "wesnoth-1.16-data"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
-MIN_SIDE = 128
+MIN_SIDE = 256  # generated images are never sprite tiles; small game tiles reuse shared sprites
 NEAR_DUPLICATE_BITS = 40
 SHARED_CONTENT_INLIERS = 12
 
@@ -67,7 +78,11 @@ def candidates(package: str, one_per_directory: bool) -> list[Path]:
         return files
     chosen: dict[Path, Path] = {}
     for path in files:  # wallpapers: <name>/contents/images/<resolution>.png
-        key = path.parent.parent.parent if path.parent.name == "images" else path.parent / path.stem.split("-")[0]
+        key = (
+            path.parent.parent.parent
+            if path.parent.name == "images"
+            else path.parent / path.stem.split("-")[0]
+        )
         chosen.setdefault(key, path)
     return sorted(chosen.values())
 
