@@ -112,9 +112,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["provenance"] = build_services(settings)
 
     from provenance.api import api, health
+    from provenance.sbr import sbr
 
     app.register_blueprint(api)
     app.register_blueprint(health)
+    app.register_blueprint(sbr)
 
     @app.teardown_appcontext
     def close_db(_: BaseException | None) -> None:

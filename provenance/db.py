@@ -41,6 +41,16 @@ CREATE TABLE api_keys (
 );
 """
 
+# The manifest store exactly as embedded in the signed image, served by the Soft Binding
+# Resolution API. Its own table keeps the records rows that every match reads small; records
+# registered before this migration have no row and answer 404 there.
+_MANIFEST_STORES = """
+CREATE TABLE manifest_stores (
+    record_id INTEGER PRIMARY KEY REFERENCES records (id),
+    data BLOB NOT NULL
+);
+"""
+
 
 def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     # executescript() would commit the migration's transaction half-way; run statements one by one.
@@ -56,6 +66,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_records", _statements(_RECORDS)),
     ("0002_fingerprints", _statements(FingerprintStore.SCHEMA)),
     ("0003_api_keys", _statements(_API_KEYS)),
+    ("0004_manifest_stores", _statements(_MANIFEST_STORES)),
 ]
 
 

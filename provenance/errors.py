@@ -45,6 +45,10 @@ class ImageTooLarge(ProvenanceError):
     status, title, slug = 413, "Image too large", "image-too-large"
 
 
+class UriTooLong(ProvenanceError):
+    status, title, slug = 414, "URI too long", "uri-too-long"
+
+
 class Unauthorized(ProvenanceError):
     status, title, slug = 401, "Unauthorized", "unauthorized"
 
@@ -71,6 +75,7 @@ ALL_ERRORS: tuple[type[ProvenanceError], ...] = (
     UnsupportedMediaType,
     PayloadTooLarge,
     ImageTooLarge,
+    UriTooLong,
     Unauthorized,
     Forbidden,
     NotFound,

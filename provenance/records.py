@@ -116,6 +116,21 @@ class RecordStore:
     def by_pixels_sha256(self, digest: str) -> GenerationRecord | None:
         return self._one("sha256_pixels", digest)
 
+    def add_manifest_store(self, record_id: int, data: bytes) -> None:
+        """Store the record's C2PA manifest store inside the caller's open transaction."""
+        self._db.execute("INSERT INTO manifest_stores (record_id, data) VALUES (?, ?)", (record_id, data))
+
+    def manifest_store(self, record_id: int) -> bytes | None:
+        """The manifest store embedded in the record's signed image; None for older records."""
+        row = self._db.execute(
+            "SELECT data FROM manifest_stores WHERE record_id = ?", (record_id,)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def has_manifest_store(self, record_id: int) -> bool:
+        row = self._db.execute("SELECT 1 FROM manifest_stores WHERE record_id = ?", (record_id,)).fetchone()
+        return row is not None
+
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM records").fetchone()[0])
 

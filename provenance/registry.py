@@ -1,4 +1,4 @@
-"""The write path: fingerprint, sign, and commit record + fingerprints in one transaction."""
+"""The write path: fingerprint, sign, and commit the record with its manifest store and fingerprints."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ class Registry:
             mime_type=decoded.mime_type,
             width=decoded.image.width,
             height=decoded.image.height,
-            sha256_signed=hashlib.sha256(signed).hexdigest(),
+            sha256_signed=hashlib.sha256(signed.data).hexdigest(),
             sha256_pixels=pixels_sha256,
             manifest_label=manifest_label(generation_id),
             c2pa_sdk=SDK_VERSION,
@@ -126,10 +126,12 @@ class Registry:
         # and an index tailing "id > last seen" never skips one.
         with connection:
             connection.execute("BEGIN IMMEDIATE")
-            record_id = RecordStore(connection).add(record)
+            records = RecordStore(connection)
+            record_id = records.add(record)
+            records.add_manifest_store(record_id, signed.manifest_store)
             FingerprintStore(connection).add(record_id, fingerprints)
         lap("commit")
         if self._after_commit is not None:
             self._after_commit(connection)
         lap("index")
-        return Registration(replace(record, id=record_id), signed, timings)
+        return Registration(replace(record, id=record_id), signed.data, timings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -107,6 +108,19 @@ def _leaf_serial(chain_pem: bytes) -> str:
         raise SigningUnavailable(f"the certificate chain is not PEM: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class SignedImage:
+    """A signed image and the manifest store embedded in it.
+
+    ``manifest_store`` is what c2pa's sign() returns: the JUMBF store as embedded, whose data-hash
+    exclusions describe the signed file. With that file, ``Reader(mime, signed, manifest_data=store)``
+    validates as Trusted; with the unsigned original it does not (assertion.dataHash.mismatch).
+    """
+
+    data: bytes
+    manifest_store: bytes
+
+
 class ManifestSigner:
     """Signs images with C2PA manifests. Create one per process (c2pa objects die across fork)."""
 
@@ -133,14 +147,14 @@ class ManifestSigner:
             }
         )
 
-    def sign(self, manifest: dict[str, Any], data: bytes, mime_type: str) -> bytes:
+    def sign(self, manifest: dict[str, Any], data: bytes, mime_type: str) -> SignedImage:
         """The image with the manifest embedded; its pixels and encoding are untouched."""
         out = io.BytesIO()
         try:
             with c2pa.Builder(manifest, context=self._context) as builder:
-                builder.sign(self._signer, mime_type, io.BytesIO(data), out)
+                store = builder.sign(self._signer, mime_type, io.BytesIO(data), out)
         except c2pa.C2paError.Signature as exc:
             raise SigningUnavailable(f"signing failed: {exc}") from exc
         except c2pa.C2paError as exc:
             raise InvalidImage(f"the image cannot carry a C2PA manifest: {exc}") from exc
-        return out.getvalue()
+        return SignedImage(out.getvalue(), store)
