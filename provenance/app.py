@@ -113,9 +113,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from provenance.api import api, health
     from provenance.sbr import sbr
+    from provenance.web import web
 
     app.register_blueprint(api)
     app.register_blueprint(health)
+    app.register_blueprint(web)
     app.register_blueprint(sbr)
 
     @app.teardown_appcontext
