@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from index import PdqHash
 from provenance.api import require_scope
 from provenance.app import request_db, services
 from provenance.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, UriTooLong
@@ -69,11 +70,10 @@ def _max_results() -> int:
     return min(value, MAX_RESULTS)
 
 
-def _flag(name: str) -> bool:
+def _check_boolean(name: str) -> None:
     raw = request.args.get(name, "false")
     if raw not in ("true", "false"):
         raise BadRequest(f"{name} must be true or false, got {raw[:40]!r}")
-    return raw == "true"
 
 
 def _required_arg(name: str) -> str:
@@ -97,8 +97,7 @@ def _result(matches: tuple[ManifestMatch, ...]) -> Response:
     )
 
 
-def _binding_matches(alg: str, value: str, max_results: int) -> tuple[ManifestMatch, ...]:
-    query = decode_binding(alg, value)
+def _binding_matches(query: PdqHash, max_results: int) -> tuple[ManifestMatch, ...]:
     found = services()
     return matches_by_binding(request_db(), found.index, found.verifier.thresholds, query, max_results)
 
@@ -112,7 +111,8 @@ def supported_algorithms() -> Response:
 @sbr.get("/matches/byBinding")
 def query_by_binding() -> Response:
     require_scope(SCOPE)
-    return _result(_binding_matches(_required_arg("alg"), _required_arg("value"), _max_results()))
+    query = decode_binding(_required_arg("alg"), _required_arg("value"))
+    return _result(_binding_matches(query, _max_results()))
 
 
 @sbr.post("/matches/byBinding")
@@ -126,7 +126,7 @@ def query_by_large_binding() -> Response:
         raise BadRequest(f"the body is not JSON: {exc}") from exc
     if not isinstance(query, dict) or not all(isinstance(query.get(k), str) for k in ("alg", "value")):
         raise BadRequest('the body must be a JSON object with string fields "alg" and "value"')
-    return _result(_binding_matches(query["alg"], query["value"], _max_results()))
+    return _result(_binding_matches(decode_binding(query["alg"], query["value"]), _max_results()))
 
 
 @sbr.post("/matches/byContent")
@@ -142,13 +142,16 @@ def query_by_content() -> Response:
     hint_alg, hint_value = request.args.get("hintAlg"), request.args.get("hintValue")
     if (hint_alg is None) != (hint_value is None):
         raise BadRequest("hintAlg and hintValue go together")
+    # A hint in an algorithm we do not know cannot help and is not an error: it is only a hint.
+    hint = None
+    if hint_alg in FINGERPRINT_ALGORITHMS and hint_value is not None:
+        hint = decode_binding(hint_alg, hint_value)
     max_results = _max_results()
     data = _body(services().settings.max_upload_bytes)
     result = services().verifier.verify(request_db(), data)
     found = matches_by_content(request_db(), result, max_results)
-    # A hint in an algorithm we do not know cannot help and is not an error: it is only a hint.
-    if hint_alg in FINGERPRINT_ALGORITHMS and hint_value is not None:
-        found = merge(found, _binding_matches(hint_alg, hint_value, max_results), max_results=max_results)
+    if hint is not None:
+        found = merge(found, _binding_matches(hint, max_results), max_results=max_results)
     return _result(found)
 
 
@@ -160,5 +163,5 @@ def get_manifest(manifest_id: str) -> Response:
     store and the active manifest alone are the same bytes whatever returnActiveManifest says.
     """
     require_scope(SCOPE)
-    _flag("returnActiveManifest")  # checked for the spec's 400; both values answer the same bytes
+    _check_boolean("returnActiveManifest")  # for the spec's 400; both values answer the same bytes
     return Response(manifest_store(request_db(), manifest_id), mimetype=C2PA_MANIFEST)

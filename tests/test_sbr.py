@@ -285,6 +285,11 @@ BAD_REQUESTS = [
     ("post", "/matches/byContent?maxResults=many", {"data": b"x", "content_type": "image/png"}),
     ("post", "/matches/byContent?alg=org.example.other.1", {"data": b"x", "content_type": "image/png"}),
     ("post", "/matches/byContent?hintAlg=dev.provenance.pdq.1", {"data": b"x", "content_type": "image/png"}),
+    (
+        "post",
+        "/matches/byContent?hintAlg=dev.provenance.pdq.1&hintValue=AAAA",
+        {"data": b"x", "content_type": "image/png"},
+    ),
     ("get", "/manifests/generation-1", {}),
     ("get", "/manifests/urn:c2pa:00000000-0000-0000-0000-000000000000?returnActiveManifest=yes", {}),
 ]
