@@ -24,6 +24,7 @@ DESCRIPTOR_BYTES = 32
 # covers the scale change of a quarter-area crop or a downscaled screenshot.
 PROCESSING_SIDE = 640
 MAX_KEYPOINTS = 1500
+_DETECT_FACTOR = 4
 _GRID = 4  # cells per side for the spatially balanced ordering
 MIN_SCALE, MAX_SCALE = 0.2, 10.0  # reference processing pixels per query processing pixel
 _FORMAT_VERSION = 1
@@ -116,38 +117,41 @@ def _balanced_order(points: np.ndarray, responses: np.ndarray, width: int, heigh
     return np.lexsort((-responses, rank_in_cell))
 
 
-_orb = cv2.ORB.create(nfeatures=MAX_KEYPOINTS, fastThreshold=10)
 # TEBLID's scale factor for ORB keypoints is 1.0 (OpenCV docs for TEBLID_create).
 _teblid = cv2.xfeatures2d.TEBLID.create(1.0)
 
 
-def extract_local_features(image: Image.Image, side: int = PROCESSING_SIDE) -> LocalFeatures:
+def extract_local_features(
+    image: Image.Image, side: int = PROCESSING_SIDE, max_keypoints: int = MAX_KEYPOINTS
+) -> LocalFeatures:
     """Detect and describe local features of a decoded image, scaled to ``side`` pixels long."""
     if image.width < 16 or image.height < 16:
         raise FingerprintError("the image is too small for local features")
     scale = max(image.width, image.height) / side
     size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
     gray = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
-    keypoints = _orb.detect(gray, None)
-    keypoints, descriptors = _teblid.compute(gray, keypoints)
+    # Detect several times the budget, then keep a spatially balanced share: a global cap hands
+    # every keypoint to the busiest area (text and icons around a screenshotted picture, one
+    # textured corner of a calm photo), leaving nothing where a crop or the picture itself is.
+    detected = cv2.ORB.create(nfeatures=_DETECT_FACTOR * max_keypoints, fastThreshold=10).detect(gray, None)
+    if not detected:
+        return _no_features(image, scale)
+    points = np.array([k.pt for k in detected], dtype=np.float32)
+    responses = np.array([k.response for k in detected], dtype=np.float32)
+    chosen = _balanced_order(points, responses, size[0], size[1])[:max_keypoints]
+    keypoints, descriptors = _teblid.compute(gray, [detected[i] for i in chosen])
     if descriptors is None or not keypoints:
-        return LocalFeatures(
-            np.zeros((0, 2), np.float32),
-            np.zeros((0, DESCRIPTOR_BYTES), np.uint8),
-            image.width,
-            image.height,
-            scale,
-        )
+        return _no_features(image, scale)
+    # compute() keeps the given order but may drop keypoints too close to the border.
     points = np.array([k.pt for k in keypoints], dtype=np.float32) * scale
-    responses = np.array([k.response for k in keypoints], dtype=np.float32)
-    order = _balanced_order(points, responses, image.width, image.height)
     return LocalFeatures(
-        np.ascontiguousarray(points[order]),
-        np.ascontiguousarray(descriptors[order]),
-        image.width,
-        image.height,
-        scale,
+        np.ascontiguousarray(points), np.ascontiguousarray(descriptors), image.width, image.height, scale
     )
+
+
+def _no_features(image: Image.Image, scale: float) -> LocalFeatures:
+    empty = np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
+    return LocalFeatures(np.zeros((0, 2), np.float32), empty, image.width, image.height, scale)
 
 
 def _clip_polygon(polygon: np.ndarray, width: float, height: float) -> np.ndarray:

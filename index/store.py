@@ -76,11 +76,19 @@ class FingerprintStore:
             ],
         )
 
-    def local_features(self, record_id: int) -> LocalFeatures | None:
+    def _data(self, record_id: int, kind: str) -> bytes | None:
         row = self._db.execute(
-            "SELECT data FROM fingerprints WHERE record_id = ? AND kind = ?", (record_id, LOCAL_KIND)
+            "SELECT data FROM fingerprints WHERE record_id = ? AND kind = ?", (record_id, kind)
         ).fetchone()
-        return LocalFeatures.from_bytes(row[0]) if row else None
+        return bytes(row[0]) if row else None
+
+    def pdq(self, record_id: int) -> PdqHash | None:
+        data = self._data(record_id, PDQ_KIND)
+        return decode_pdq(data) if data else None
+
+    def local_features(self, record_id: int) -> LocalFeatures | None:
+        data = self._data(record_id, LOCAL_KIND)
+        return LocalFeatures.from_bytes(data) if data else None
 
     def rows_after(self, record_id: int, local_descriptors: int) -> Iterator[IndexRows]:
         """Index rows of every record with an id above ``record_id``, in id order.

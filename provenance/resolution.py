@@ -68,9 +68,8 @@ def decode_binding(alg: str, value: str) -> PdqHash:
 
 
 def _stored_quality(store: FingerprintStore, record_id: int) -> int:
-    # The first row after record_id - 1 is this record's: one indexed step, not a scan.
-    rows = next(store.rows_after(record_id - 1, 0), None)
-    return rows.pdq.quality if rows is not None and rows.record_id == record_id and rows.pdq else 0
+    stored = store.pdq(record_id)
+    return stored.quality if stored else 0
 
 
 def matches_by_binding(

@@ -30,6 +30,10 @@ from provenance.manifest import ManifestReader, ManifestReport
 from provenance.records import GenerationRecord, RecordStore
 
 QUERY_DESCRIPTORS = 500
+# The second, larger look: page chrome around a screenshotted picture wins the strongest
+# corners, so the picture's own keypoints only show up in a larger budget.
+LARGE_KEYPOINTS = 3000
+LARGE_QUERY_DESCRIPTORS = 1000
 CANDIDATES_TO_VERIFY = 4
 MIN_VOTES = 3
 LOW_DETAIL_PDQ_QUALITY = 50
@@ -170,7 +174,10 @@ class Verifier:
         thresholds = self.thresholds
         hashes = pdq_dihedral(image)
         for record_id, distance in self._index.search_pdq(hashes, thresholds.pdq_possible).items():
-            confidence = pdq_confidence(distance, hashes[0].quality, thresholds)
+            # Two near-blank images share a hash by chance: the weaker side's quality decides.
+            stored = store.pdq(record_id)
+            quality = min(hashes[0].quality, stored.quality if stored else 0)
+            confidence = pdq_confidence(distance, quality, thresholds)
             evidence.setdefault(record_id, _Evidence()).methods.append(
                 MethodEvidence("pdq", distance=distance, confidence=round(confidence, 4))
             )
@@ -180,10 +187,12 @@ class Verifier:
         self._local_stage(query, store, evidence, lap)
         detail = QueryDetail(pdq_quality=hashes[0].quality, keypoints=len(query))
         # Later passes only run while nothing matched, so a found copy costs one pass.
-        if not self._matched(evidence) and max(image.size) >= 2 * PROCESSING_SIDE:
-            # A screenshot shows the original small: look again at twice the resolution.
-            large = extract_local_features(image, side=2 * PROCESSING_SIDE)
-            self._local_stage(large, store, evidence, lap, "large")
+        if not self._matched(evidence):
+            # A screenshot shows the original small, among page chrome: look again at twice the
+            # resolution (upsampling a small screenshot), where the picture's keypoints meet the
+            # original's at a similar scale.
+            large = extract_local_features(image, side=2 * PROCESSING_SIDE, max_keypoints=LARGE_KEYPOINTS)
+            self._local_stage(large, store, evidence, lap, "large", LARGE_QUERY_DESCRIPTORS)
         if not self._matched(evidence):
             # ORB descriptors are not mirror-invariant: a mirrored crop needs a mirrored query.
             mirrored = extract_local_features(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
@@ -201,9 +210,10 @@ class Verifier:
         evidence: dict[int, _Evidence],
         lap: Callable[[str], None],
         variant: str = "",
+        descriptors: int = QUERY_DESCRIPTORS,
     ) -> None:
         suffix = f"_{variant}" if variant else ""
-        candidates = self._index.search_local(query.descriptors[:QUERY_DESCRIPTORS])
+        candidates = self._index.search_local(query.descriptors[:descriptors])
         to_verify = [c.record_id for c in candidates[:CANDIDATES_TO_VERIFY] if c.votes >= MIN_VOTES]
         to_verify += [r for r in evidence if r not in to_verify]  # PDQ hits get a region too
         lap("local_search" + suffix)

@@ -10,6 +10,7 @@ split by stage, the index RAM per record, and the calibration margins (the stron
 ever seen for a wrong record). Queries run in one process per core; latencies are per query.
 
 Usage: .venv/bin/python scripts/bench_robustness.py [--registered 300] [--records 10000] [--unrelated 10000]
+       [--data-dir DIR]   # keep the registered store there and reuse it on the next run
 """
 
 from __future__ import annotations
@@ -217,24 +218,26 @@ def has_detail(name: str) -> bool:
 # ---- registration ---------------------------------------------------------------------------
 
 
-def register_all(settings: Settings, names: list[str], tile_to: int) -> dict[str, str]:
-    """Register images (and, to reach ``tile_to`` records, quadrant tiles of them); name -> id."""
+def register_all(settings: Settings, names: list[str], count: int) -> dict[str, str]:
+    """Register ``count`` images: the named ones, then tiles of them (a 2x2, then a 3x3 grid).
+
+    Tiles of one image share no content with each other, so they are distinct real-image
+    distractors; they let a few thousand corpus images fill a store of 10,000 records.
+    """
     registry = build_services(settings).require_registry()
     request = GenerationRequest(model="bench")
     ids: dict[str, str] = {}
-    names = names[:tile_to]
     work: list[tuple[str, Callable[[], Image.Image]]] = [(n, lambda n=n: load(n)) for n in names]
-    quadrant = 0
-    while len(work) < tile_to and quadrant < 4:
-        for n in names:
-            if len(work) >= tile_to:
-                break
-            work.append((f"{n}#q{quadrant}", lambda n=n, q=quadrant: tile(load(n), q)))
-        quadrant += 1
+    for grid in (2, 3):
+        work += [
+            (f"{n}#{grid}x{grid}-{cell}", lambda n=n, g=grid, c=cell: tile(load(n), g, c))
+            for cell in range(grid * grid)
+            for n in names
+        ]
     published = settings.data_dir / "published"
     published.mkdir(exist_ok=True)
     with db.connect(settings.database) as connection:
-        for i, (name, make) in enumerate(work):
+        for i, (name, make) in enumerate(work[:count]):
             buffer = io.BytesIO()
             make().save(buffer, "JPEG", quality=92)
             registration = registry.register(connection, buffer.getvalue(), request)
@@ -242,14 +245,26 @@ def register_all(settings: Settings, names: list[str], tile_to: int) -> dict[str
             # Copies in the wild start from what we published: the signed file.
             (published / f"{registration.record.generation_id}.jpg").write_bytes(registration.signed)
             if i % 500 == 0:
-                print(f"  registered {i}/{len(work)}", file=sys.stderr, flush=True)
+                print(f"  registered {i}/{min(count, len(work))}", file=sys.stderr, flush=True)
     return ids
 
 
-def tile(image: Image.Image, quadrant: int) -> Image.Image:
-    half_w, half_h = image.width // 2, image.height // 2
-    x, y = (quadrant % 2) * half_w, (quadrant // 2) * half_h
-    return image.crop((x, y, x + half_w, y + half_h))
+def register(
+    settings: Settings, registered: list[str], filler: list[str], records: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    keys = settings.keys_directory
+    generate_dev_keys(KeyFiles.under(keys, settings.cert_chain, settings.private_key, settings.trust_anchors))
+    started = time.perf_counter()
+    ids = register_all(settings, registered, len(registered))
+    filler_ids = register_all(settings, filler, max(0, records - len(registered)))
+    print(f"registered in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return ids, filler_ids
+
+
+def tile(image: Image.Image, grid: int, cell: int) -> Image.Image:
+    width, height = image.width // grid, image.height // grid
+    x, y = (cell % grid) * width, (cell // grid) * height
+    return image.crop((x, y, x + width, y + height))
 
 
 # ---- queries --------------------------------------------------------------------------------
@@ -281,6 +296,7 @@ def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
         result = _verifier.verify(connection, data)
         elapsed = (time.perf_counter() - started) * 1000
     top = result.matches[0] if result.matches else None
+    hit = result.verdict == "matched" and top is not None and top.record.generation_id == expected
     wrong = [m for m in result.matches if m.record.generation_id != expected]
     wrong_inliers = [m2.score for m in wrong for m2 in m.methods if m2.method == "local_features"]
     wrong_pdq = [m2.distance for m in wrong for m2 in m.methods if m2.method == "pdq"]
@@ -296,6 +312,35 @@ def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
         "wrong_ids": [m.record.generation_id for m in wrong if m.verdict == "matched"],
         "wrong_inliers": max(wrong_inliers, default=0),
         "wrong_pdq": min(wrong_pdq, default=256),
+        **(diagnose(image, data, expected) if expected and not hit else {}),
+    }
+
+
+def diagnose(image: Image.Image, data: bytes, expected: str) -> dict[str, object]:
+    """Why a copy was missed: the expected record's vote rank and its best geometric evidence."""
+    assert _verifier is not None and _settings is not None
+    from index import FingerprintStore, verify_geometry
+    from provenance.imaging import decode_image
+    from provenance.records import RecordStore
+    from provenance.verify import QUERY_DESCRIPTORS
+
+    decoded = decode_image(data, max_bytes=10**9, max_pixels=10**9).image
+    with db.connect(_settings.database) as connection:
+        record = RecordStore(connection).by_generation_id(expected)
+        assert record is not None
+        reference = FingerprintStore(connection).local_features(record.id)
+    query = extract_local_features(decoded)
+    candidates = _verifier._index.search_local(query.descriptors[:QUERY_DESCRIPTORS])
+    rank = next((i for i, c in enumerate(candidates) if c.record_id == record.id), None)
+    geometry = verify_geometry(query, reference) if reference is not None else None
+    return {
+        "expected_rank": rank,
+        "expected_votes": candidates[rank].votes if rank is not None else 0,
+        "top_votes": candidates[0].votes if candidates else 0,
+        "expected_inliers": geometry.inliers if geometry else 0,
+        "expected_scale": round(geometry.scale, 3) if geometry else None,
+        "query_keypoints": len(query),
+        "query_size": list(decoded.size),
     }
 
 
@@ -366,9 +411,16 @@ def main() -> None:
     parser.add_argument(
         "--unrelated", type=int, default=10000, help="never-registered queries (originals + edits)"
     )
+    parser.add_argument(
+        "--queried", type=int, help="edit only the first N registered images (quicker runs while tuning)"
+    )
+    parser.add_argument("--families", help="comma-separated subset of the edit families")
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, help="also write every query's result here")
+    parser.add_argument(
+        "--data-dir", type=Path, help="keep the registered store here; an existing one is reused as is"
+    )
     args = parser.parse_args()
 
     corpus_file = DATA / "corpus" / "corpus.json"
@@ -399,23 +451,28 @@ def main() -> None:
     unrelated = [p for p in photos if p not in set(registered_photos)] + unrelated_art
 
     with tempfile.TemporaryDirectory() as scratch:
-        settings = Settings(data_dir=Path(scratch))
-        keys = settings.keys_directory
-        generate_dev_keys(
-            KeyFiles.under(keys, settings.cert_chain, settings.private_key, settings.trust_anchors)
-        )
-        started = time.perf_counter()
-        ids = register_all(settings, registered, len(registered))
-        filler_ids = register_all(settings, filler, max(0, args.records - len(registered)))
+        settings = Settings(data_dir=args.data_dir or Path(scratch))
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        state = settings.data_dir / "bench-ids.json"
+        if state.exists():
+            ids, filler_ids = json.loads(state.read_text())
+        else:
+            ids, filler_ids = register(settings, registered, filler, args.records)
+            state.write_text(json.dumps([ids, filler_ids]))
         names_by_id = {v: k for k, v in {**ids, **filler_ids}.items()}
-        print(f"registered in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        registered = list(ids)
         services = build_services(settings)
         services.index.save(index_file(settings))
         records, ram = services.index.records, services.index.memory_bytes() / max(1, services.index.records)
 
         jobs: list[tuple[str, str, str | None, int]] = []
-        for i, name in enumerate(registered):
-            jobs += [(name, family, ids[name], args.seed + i * 100 + j) for j, family in enumerate(FAMILIES)]
+        chosen = set(args.families.split(",")) if args.families else set(FAMILIES)
+        for i, name in enumerate(registered[: args.queried]):
+            jobs += [
+                (name, family, ids[name], args.seed + i * 100 + j)
+                for j, family in enumerate(FAMILIES)
+                if family in chosen
+            ]
         families = list(FAMILIES)
         for i in range(args.unrelated):
             name = unrelated[i % len(unrelated)]
@@ -427,6 +484,9 @@ def main() -> None:
         context = multiprocessing.get_context("spawn")  # c2pa objects must not cross a fork
         with context.Pool(args.workers, initializer=_init_worker, initargs=(settings,)) as pool:
             results = list(pool.imap_unordered(run_query, jobs, chunksize=8))
+    if not results:
+        print(f"{records} records registered; no queries asked")
+        return
     if args.json:
         for r in results:
             r["wrong_names"] = [names_by_id[i] for i in r.pop("wrong_ids")]  # type: ignore[union-attr]
