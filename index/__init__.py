@@ -17,7 +17,7 @@ from index.scoring import (
     pdq_confidence,
     verdict_for,
 )
-from index.search import Candidate, FingerprintIndex
+from index.search import Candidate, FingerprintIndex, one_thread_per_process
 from index.store import FingerprintStore, ImageFingerprints, fingerprint_image
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Thresholds",
     "extract_local_features",
     "fingerprint_image",
+    "one_thread_per_process",
     "geometry_confidence",
     "pdq",
     "pdq_confidence",

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from index.errors import FingerprintError
+from index.hamming import nearest_two
 
 DESCRIPTOR_BYTES = 32
 # Both sides of a comparison are described at this long side: ORB's 8-level pyramid (x1.2) then
@@ -180,9 +181,6 @@ def _polygon_area(polygon: np.ndarray) -> float:
     return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
 
 
-_matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-
-
 def verify_geometry(
     query: LocalFeatures,
     reference: LocalFeatures,
@@ -199,12 +197,12 @@ def verify_geometry(
     """
     if len(query) < 4 or len(reference) < 4:
         return None
-    pairs = _matcher.knnMatch(query.descriptors, reference.descriptors, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+    distances, indices = nearest_two(query.descriptors, reference.descriptors)
+    good = np.flatnonzero((indices[:, 1] >= 0) & (distances[:, 0] < ratio * distances[:, 1]))
     if len(good) < 4:
         return None
-    source = query.points[[m.queryIdx for m in good]]
-    target = reference.points[[m.trainIdx for m in good]]
+    source = query.points[good]
+    target = reference.points[indices[good, 0]]
     transform, inlier_mask = cv2.estimateAffinePartial2D(
         source,
         target,

@@ -7,6 +7,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from index import one_thread_per_process
 from provenance import db
 from provenance.app import create_app, index_file, load_index
 from provenance.config import Settings
@@ -27,6 +28,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # Runs in each worker after fork: c2pa objects must not cross a fork.
+        one_thread_per_process()
         return create_app(self._settings)
 
 

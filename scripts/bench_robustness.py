@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from index import extract_local_features  # noqa: E402
+from index import extract_local_features, one_thread_per_process  # noqa: E402
 from provenance import db  # noqa: E402
 from provenance.app import build_services, index_file  # noqa: E402
 from provenance.config import Settings  # noqa: E402
@@ -275,9 +275,7 @@ _settings: Settings | None = None
 
 def _init_worker(settings: Settings) -> None:
     global _verifier, _settings
-    import faiss
-
-    faiss.omp_set_num_threads(1)  # one process per core
+    one_thread_per_process()  # one process per core, as gunicorn runs them
     _settings = settings
     _verifier = build_services(settings).verifier
 
