@@ -43,6 +43,7 @@ from provenance.devkeys import KeyFiles, generate_dev_keys  # noqa: E402
 from provenance.registry import GenerationRequest  # noqa: E402
 
 DATA = ROOT / "bench-data"
+TILE_MIN_KEYPOINTS = 300
 Transform = Callable[[Image.Image, random.Random], Image.Image]
 
 
@@ -211,8 +212,15 @@ def load(name: str) -> Image.Image:
     return Image.open(DATA / name).convert("RGB")
 
 
-def has_detail(name: str) -> bool:
-    return len(extract_local_features(load(name))) >= 100
+def has_detail(name: str, keypoints: int = 100) -> bool:
+    return len(extract_local_features(load(name))) >= keypoints
+
+
+def art_group(name: str) -> str:
+    """corpus/img/openclipart-png-07218.jpg -> openclipart-png-072"""
+    stem = Path(name).stem
+    package, _, number = stem.rpartition("-")
+    return f"{package}-{int(number) // 100:03d}"
 
 
 # ---- registration ---------------------------------------------------------------------------
@@ -222,7 +230,9 @@ def register_all(settings: Settings, names: list[str], count: int) -> dict[str, 
     """Register ``count`` images: the named ones, then tiles of them (a 2x2, then a 3x3 grid).
 
     Tiles of one image share no content with each other, so they are distinct real-image
-    distractors; they let a few thousand corpus images fill a store of 10,000 records.
+    distractors; they let a few thousand corpus images fill a store of 10,000 records. Tiles
+    with little detail (a margin, one word of a caption) are skipped: a generator does not
+    publish near-blank images, and they would only stand in for one.
     """
     registry = build_services(settings).require_registry()
     request = GenerationRequest(model="bench")
@@ -237,15 +247,20 @@ def register_all(settings: Settings, names: list[str], count: int) -> dict[str, 
     published = settings.data_dir / "published"
     published.mkdir(exist_ok=True)
     with db.connect(settings.database) as connection:
-        for i, (name, make) in enumerate(work[:count]):
+        for name, make in work:
+            if len(ids) == count:
+                break
+            image = make()
+            if "#" in name and len(extract_local_features(image)) < TILE_MIN_KEYPOINTS:
+                continue
             buffer = io.BytesIO()
-            make().save(buffer, "JPEG", quality=92)
+            image.save(buffer, "JPEG", quality=92)
             registration = registry.register(connection, buffer.getvalue(), request)
             ids[name] = registration.record.generation_id
             # Copies in the wild start from what we published: the signed file.
             (published / f"{registration.record.generation_id}.jpg").write_bytes(registration.signed)
-            if i % 500 == 0:
-                print(f"  registered {i}/{min(count, len(work))}", file=sys.stderr, flush=True)
+            if len(ids) % 500 == 0:
+                print(f"  registered {len(ids)}/{count}", file=sys.stderr, flush=True)
     return ids
 
 
@@ -428,7 +443,14 @@ def main() -> None:
     rng = random.Random(args.seed)
     photos, art = list(corpus["photos"]), list(corpus["art"])
     rng.shuffle(photos)
-    rng.shuffle(art)
+    # Art is split by source group (a package's files in runs of 100, which keeps an artist's
+    # series together), never by image: clip-art series reuse parts across drawings, and a
+    # sibling on each side of the split would be a copy, not an unrelated image.
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in art:
+        groups[art_group(name)].append(name)
+    group_order = sorted(groups)
+    rng.shuffle(group_order)
     # Queried originals must carry identifying detail (>= 100 keypoints): a flat colour field or a
     # plain gradient cannot be matched with precision by any method, and the service says so
     # (`query.low_detail`). They still count as never-registered distractors.
@@ -436,16 +458,16 @@ def main() -> None:
     registered_photos = detailed_photos[: len(detailed_photos) * 2 // 3]
     wanted_art = max(0, args.registered - len(registered_photos))
     registered_art: list[str] = []
-    for name in art:
-        if len(registered_art) == wanted_art:
-            break
-        if has_detail(name):
-            registered_art.append(name)
+    filler: list[str] = []
+    unrelated_art: list[str] = []
+    for i, group in enumerate(group_order):
+        if len(registered_art) < wanted_art:
+            registered_art += [n for n in groups[group] if has_detail(n)][: wanted_art - len(registered_art)]
+        else:
+            (filler if i % 2 else unrelated_art).extend(groups[group])
     registered = registered_photos + registered_art
-    rest_art = [a for a in art if a not in set(registered_art)]
     low_detail = len(photos) - len(detailed_photos)
     print(f"{low_detail} low-detail photos are only distractors", file=sys.stderr)
-    filler, unrelated_art = rest_art[: len(rest_art) // 2], rest_art[len(rest_art) // 2 :]
     unrelated = [p for p in photos if p not in set(registered_photos)] + unrelated_art
 
     with tempfile.TemporaryDirectory() as scratch:
