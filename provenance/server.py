@@ -24,6 +24,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         self.cfg.set("bind", f"{self._settings.host}:{self._settings.port}")
         self.cfg.set("workers", self._settings.workers)
         self.cfg.set("timeout", 120)
+        # gunicorn's largest request line, so that long query strings reach the app and get its
+        # problem+json 414 (the SBR API's limit is 2 KB) instead of gunicorn's plain-text 400.
+        self.cfg.set("limit_request_line", 8190)
         self.cfg.set("accesslog", "-")
 
     def load(self) -> Any:

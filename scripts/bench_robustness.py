@@ -27,7 +27,9 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
@@ -35,7 +37,13 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from index import extract_local_features, one_thread_per_process  # noqa: E402
+from index import (  # noqa: E402
+    Thresholds,
+    extract_local_features,
+    geometry_confidence,
+    one_thread_per_process,
+    verdict_for,
+)
 from provenance import db  # noqa: E402
 from provenance.app import build_services, index_file  # noqa: E402
 from provenance.config import Settings  # noqa: E402
@@ -43,7 +51,7 @@ from provenance.devkeys import KeyFiles, generate_dev_keys  # noqa: E402
 from provenance.registry import GenerationRequest  # noqa: E402
 
 DATA = ROOT / "bench-data"
-TILE_MIN_KEYPOINTS = 300
+TILE_MIN_KEYPOINTS = 200
 Transform = Callable[[Image.Image, random.Random], Image.Image]
 
 
@@ -226,30 +234,50 @@ def art_group(name: str) -> str:
 # ---- registration ---------------------------------------------------------------------------
 
 
-def register_all(settings: Settings, names: list[str], count: int) -> dict[str, str]:
-    """Register ``count`` images: the named ones, then tiles of them (a 2x2, then a 3x3 grid).
+Window = tuple[float, float, float]  # left, top, side: fractions of the image
 
-    Tiles of one image share no content with each other, so they are distinct real-image
+
+def windows() -> list[tuple[str, Window]]:
+    """Tiles of a 2x2 and a 3x3 grid, then the same grids shifted by half a tile."""
+    found: list[tuple[str, Window]] = []
+    for shift in (0.0, 0.5):
+        for grid in (2, 3):
+            steps = grid - 1 if shift else grid
+            side = 1 / grid
+            label = f"{grid}x{grid}s" if shift else f"{grid}x{grid}"
+            found += [
+                (f"{label}-{j * steps + i}", ((i + shift) * side, (j + shift) * side, side))
+                for j in range(steps)
+                for i in range(steps)
+            ]
+    return found
+
+
+def register_all(
+    settings: Settings, names: list[str], count: int, done: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Register ``count`` images: the named ones, then tiles of them (see ``windows``).
+
+    Tiles of one grid share no content with each other, so they are distinct real-image
     distractors; they let a few thousand corpus images fill a store of 10,000 records. Tiles
     with little detail (a margin, one word of a caption) are skipped: a generator does not
-    publish near-blank images, and they would only stand in for one.
+    publish near-blank images, and they would only stand in for one. ``done`` (name -> id) was
+    registered by an earlier run and is kept.
     """
     registry = build_services(settings).require_registry()
     request = GenerationRequest(model="bench")
-    ids: dict[str, str] = {}
+    ids: dict[str, str] = dict(done or {})
     work: list[tuple[str, Callable[[], Image.Image]]] = [(n, lambda n=n: load(n)) for n in names]
-    for grid in (2, 3):
-        work += [
-            (f"{n}#{grid}x{grid}-{cell}", lambda n=n, g=grid, c=cell: tile(load(n), g, c))
-            for cell in range(grid * grid)
-            for n in names
-        ]
+    for label, window in windows():
+        work += [(f"{n}#{label}", lambda n=n, w=window: tile(load(n), w)) for n in names]
     published = settings.data_dir / "published"
     published.mkdir(exist_ok=True)
     with db.connect(settings.database) as connection:
         for name, make in work:
             if len(ids) == count:
                 break
+            if name in ids:
+                continue
             image = make()
             if "#" in name and len(extract_local_features(image)) < TILE_MIN_KEYPOINTS:
                 continue
@@ -276,10 +304,10 @@ def register(
     return ids, filler_ids
 
 
-def tile(image: Image.Image, grid: int, cell: int) -> Image.Image:
-    width, height = image.width // grid, image.height // grid
-    x, y = (cell % grid) * width, (cell // grid) * height
-    return image.crop((x, y, x + width, y + height))
+def tile(image: Image.Image, window: Window) -> Image.Image:
+    left, top, side = window
+    x, y = round(left * image.width), round(top * image.height)
+    return image.crop((x, y, x + round(side * image.width), y + round(side * image.height)))
 
 
 # ---- queries --------------------------------------------------------------------------------
@@ -325,6 +353,15 @@ def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
         "wrong_ids": [m.record.generation_id for m in wrong if m.verdict == "matched"],
         "wrong_inliers": max(wrong_inliers, default=0),
         "wrong_pdq": min(wrong_pdq, default=256),
+        # Raw evidence per matched record, so thresholds can be re-calibrated from a saved run.
+        "evidence": [
+            [
+                m.record.generation_id,
+                next((x.score for x in m.methods if x.method == "local_features"), 0),
+                max((x.confidence for x in m.methods if x.method != "local_features"), default=0.0),
+            ]
+            for m in result.matches
+        ],
         **(diagnose(image, data, expected) if expected and not hit else {}),
     }
 
@@ -355,6 +392,26 @@ def diagnose(image: Image.Image, data: bytes, expected: str) -> dict[str, object
         "query_keypoints": len(query),
         "query_size": list(decoded.size),
     }
+
+
+def rescore(results: list[dict[str, Any]], thresholds: Thresholds) -> None:
+    """Re-judge saved results under other local-feature thresholds (PDQ and exact stay as run).
+
+    Approximate for recall: a run with a higher threshold would also have taken its second
+    look for queries that the first look matched here.
+    """
+    for r in results:
+        scored = sorted(
+            (
+                (max(geometry_confidence(inliers, thresholds), other), gid)
+                for gid, inliers, other in r["evidence"]
+            ),
+            reverse=True,
+        )
+        r["top"] = scored[0][1] if scored else None
+        r["verdict"] = verdict_for(scored[0][0]) if scored else "no_match"
+        wrong = [(c, gid) for c, gid in scored if gid != r["expected"]]
+        r["false_match"] = any(verdict_for(c) == "matched" for c, _ in wrong)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -428,6 +485,10 @@ def main() -> None:
         "--queried", type=int, help="edit only the first N registered images (quicker runs while tuning)"
     )
     parser.add_argument("--families", help="comma-separated subset of the edit families")
+    parser.add_argument(
+        "--rescore", type=Path, help="re-judge a --json file of an earlier run instead of running"
+    )
+    parser.add_argument("--inliers-match", type=int, help="with --rescore: the matched threshold to try")
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, help="also write every query's result here")
@@ -436,6 +497,15 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    if args.rescore:
+        saved = json.loads(args.rescore.read_text())
+        thresholds = Thresholds()
+        if args.inliers_match:
+            thresholds = replace(thresholds, inliers_match=args.inliers_match)
+        rescore(saved["results"], thresholds)
+        print(f"rescored with {thresholds}")
+        report(saved["results"], saved["records"], saved["ram_per_record"])
+        return
     corpus_file = DATA / "corpus" / "corpus.json"
     if not corpus_file.exists():
         sys.exit("run scripts/bench_corpus.py first (it fetches the images from Debian packages)")
@@ -476,6 +546,9 @@ def main() -> None:
         state = settings.data_dir / "bench-ids.json"
         if state.exists():
             ids, filler_ids = json.loads(state.read_text())
+            if len(ids) + len(filler_ids) < args.records:  # a bigger store than last time
+                filler_ids = register_all(settings, filler, args.records - len(ids), filler_ids)
+                state.write_text(json.dumps([ids, filler_ids]))
         else:
             ids, filler_ids = register(settings, registered, filler, args.records)
             state.write_text(json.dumps([ids, filler_ids]))
@@ -510,7 +583,7 @@ def main() -> None:
     if args.json:
         for r in results:
             r["wrong_names"] = [names_by_id[i] for i in r.pop("wrong_ids")]  # type: ignore[union-attr]
-        args.json.write_text(json.dumps(results))
+        args.json.write_text(json.dumps({"results": results, "records": records, "ram_per_record": ram}))
     report(results, records, ram)
 
 
