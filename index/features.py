@@ -126,9 +126,9 @@ def extract_local_features(
     image: Image.Image, side: int = PROCESSING_SIDE, max_keypoints: int = MAX_KEYPOINTS
 ) -> LocalFeatures:
     """Detect and describe local features of a decoded image, scaled to ``side`` pixels long."""
-    if image.width < 16 or image.height < 16:
-        raise FingerprintError("the image is too small for local features")
     scale = max(image.width, image.height) / side
+    if image.width < 16 or image.height < 16:  # too small to hold a keypoint's patch
+        return _no_features(image, scale)
     size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
     gray = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
     # Detect several times the budget, then keep a spatially balanced share: a global cap hands

@@ -55,7 +55,8 @@ def decode_binding(alg: str, value: str) -> PdqHash:
     decoding turned into a space, since clients build these URLs by hand.
     """
     check_algorithm(alg)
-    text = value.strip().replace(" ", "+").replace("-", "+").replace("_", "/")
+    # Spaces first: a leading "+" that arrived as a space must not be stripped away.
+    text = value.replace(" ", "+").strip().replace("-", "+").replace("_", "/")
     try:
         bits = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:

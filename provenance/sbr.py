@@ -31,7 +31,8 @@ from provenance.resolution import (
 sbr = Blueprint("sbr", __name__, url_prefix="/sbr/v1")
 SCOPE = "fetch:manifests"
 C2PA_MANIFEST = "application/c2pa"
-# Below gunicorn's 4094-byte request line, so an over-long query gets our 414 and not its 400.
+# Well below the request line gunicorn accepts (8190 bytes, set in server.py), so an over-long
+# query gets our 414 and not gunicorn's plain-text 400.
 MAX_QUERY_BYTES = 2048
 MAX_QUERY_BODY_BYTES = 64 * 1024
 DEFAULT_RESULTS = 10

@@ -194,6 +194,7 @@ class Verifier:
             # resolution (upsampling a small screenshot), where the picture's keypoints meet the
             # original's at a similar scale.
             large = extract_local_features(image, side=2 * PROCESSING_SIDE, max_keypoints=LARGE_KEYPOINTS)
+            lap("local_extract_large")
             self._local_stage(large, store, evidence, lap, "large", LARGE_QUERY_DESCRIPTORS)
         return detail
 

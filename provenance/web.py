@@ -33,7 +33,8 @@ SECURITY_HEADERS = {
 @web.get("/")
 def page() -> str:
     """The page for people who have an image and no API key; it calls POST /v1/verify."""
-    return render_template("index.html", max_upload_mb=services().settings.max_upload_bytes // 2**20)
+    limit = services().settings.max_upload_bytes
+    return render_template("index.html", max_upload_bytes=limit, max_upload_mb=f"{limit / 2**20:.3g}")
 
 
 @web.after_app_request

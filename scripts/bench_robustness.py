@@ -453,8 +453,9 @@ def report(results: list[dict[str, object]], records: int, ram_per_record: float
     )
     all_latency = [float(r["elapsed"]) for r in results]  # type: ignore[arg-type]
     stages: dict[str, list[float]] = defaultdict(list)
+    names: set[str] = set().union(*(r["timings"] for r in results))  # type: ignore[arg-type]
     for r in results:
-        for stage in set().union(*(x["timings"] for x in results)):  # type: ignore[union-attr]
+        for stage in names:
             stages[stage].append(float(r["timings"].get(stage, 0.0)))  # type: ignore[union-attr]
     false_matches = sum(bool(r["false_match"]) for r in results)
     print(f"queries {len(results)}, records {records}, false matches {false_matches}")
@@ -502,8 +503,9 @@ def main() -> None:
         thresholds = Thresholds()
         if args.inliers_match:
             thresholds = replace(thresholds, inliers_match=args.inliers_match)
-        rescore(saved["results"], thresholds)
-        print(f"rescored with {thresholds}")
+        if args.inliers_match:
+            rescore(saved["results"], thresholds)
+            print(f"rescored with {thresholds}")
         report(saved["results"], saved["records"], saved["ram_per_record"])
         return
     corpus_file = DATA / "corpus" / "corpus.json"

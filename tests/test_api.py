@@ -174,3 +174,18 @@ def test_health_and_readiness(client: FlaskClient, signed_image) -> None:
     ready = client.get("/readyz").get_json()
     assert ready["status"] == "ready"
     assert ready["indexed_through"] == ready["records"] == 1
+
+
+def test_a_few_pixels_image_is_signed_and_verified_not_a_500(client: FlaskClient, signing_key: str) -> None:
+    """Too small for local features is still an image: signed, and searched as featureless."""
+
+    def tiny(colour: str) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 5), colour).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    assert post_generation(client, signing_key, tiny("navy")).status_code == 201
+    response = client.post("/v1/verify", data={"image": (io.BytesIO(tiny("orange")), "tiny.png")})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["query"]["keypoints"] == 0 and body["query"]["low_detail"]

@@ -7,7 +7,7 @@
   const main = document.getElementById("main");
   const $ = (id) => document.getElementById(id);
   const verifyUrl = main.dataset.verifyUrl;
-  const maxBytes = Number(main.dataset.maxUploadMb) * 1024 * 1024;
+  const maxBytes = Number(main.dataset.maxUploadBytes);
   const MATCH_CONFIDENCE = 0.9; // index/scoring.py: the calibrated "matched" threshold
   const CROPPED_BELOW = 0.9; // a copy that shows less of the original than this is called a crop
   const SVG_NS = "http://www.w3.org/2000/svg";
