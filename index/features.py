@@ -94,9 +94,6 @@ class GeometricMatch:
     coverage: float
     scale: float
     rotation_degrees: float
-    # Share of the region that the inliers' convex hull spans: a shared logo or a chance
-    # alignment bunches its inliers in a corner, a true copy spreads them over what it shows.
-    spread: float
 
 
 def _balanced_order(points: np.ndarray, responses: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -223,10 +220,7 @@ def verify_geometry(
     corners = np.array([[0, 0], [query.width, 0], [query.width, query.height], [0, query.height]], np.float64)
     mapped = corners @ transform[:, :2].T + transform[:, 2]
     region = _clip_polygon(mapped, reference.width, reference.height)
-    region_area = _polygon_area(region) if len(region) else 0.0
-    coverage = region_area / (reference.width * reference.height)
-    hull = cv2.convexHull(target[inlier_mask.ravel() == 1].astype(np.float32))
-    spread = min(1.0, float(cv2.contourArea(hull)) / region_area) if region_area > 0 else 0.0
+    coverage = _polygon_area(region) / (reference.width * reference.height) if len(region) else 0.0
     return GeometricMatch(
         inliers=inliers,
         tentative_matches=len(good),
@@ -234,5 +228,4 @@ def verify_geometry(
         coverage=round(coverage, 4),
         scale=scale,
         rotation_degrees=float(np.degrees(np.arctan2(transform[1, 0], transform[0, 0]))),
-        spread=round(spread, 4),
     )

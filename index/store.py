@@ -82,9 +82,10 @@ class FingerprintStore:
         ).fetchone()
         return bytes(row[0]) if row else None
 
-    def pdq(self, record_id: int) -> PdqHash | None:
+    def pdq_quality(self, record_id: int) -> int:
+        """The stored PDQ hash's quality; 0 (unreliable) when the record has none."""
         data = self._data(record_id, PDQ_KIND)
-        return decode_pdq(data) if data else None
+        return decode_pdq(data).quality if data else 0
 
     def local_features(self, record_id: int) -> LocalFeatures | None:
         data = self._data(record_id, LOCAL_KIND)

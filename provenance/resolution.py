@@ -68,11 +68,6 @@ def decode_binding(alg: str, value: str) -> PdqHash:
         raise BadRequest(f"a {alg} value is a PDQ hash: {exc}") from exc
 
 
-def _stored_quality(store: FingerprintStore, record_id: int) -> int:
-    stored = store.pdq(record_id)
-    return stored.quality if stored else 0
-
-
 def matches_by_binding(
     connection: sqlite3.Connection,
     index: FingerprintIndex,
@@ -90,7 +85,7 @@ def matches_by_binding(
     records = RecordStore(connection)
     found = []
     for record_id, distance in index.search_pdq([query], thresholds.pdq_match, k=max_results).items():
-        confidence = pdq_confidence(distance, _stored_quality(store, record_id), thresholds)
+        confidence = pdq_confidence(distance, store.pdq_quality(record_id), thresholds)
         record = records.by_id(record_id) if verdict_for(confidence) == "matched" else None
         # Records older than the manifest_stores migration have nothing to serve at /manifests.
         if record is not None and records.has_manifest_store(record.id):

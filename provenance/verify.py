@@ -175,8 +175,7 @@ class Verifier:
         hashes = pdq_dihedral(image)
         for record_id, distance in self._index.search_pdq(hashes, thresholds.pdq_possible).items():
             # Two near-blank images share a hash by chance: the weaker side's quality decides.
-            stored = store.pdq(record_id)
-            quality = min(hashes[0].quality, stored.quality if stored else 0)
+            quality = min(hashes[0].quality, store.pdq_quality(record_id))
             confidence = pdq_confidence(distance, quality, thresholds)
             evidence.setdefault(record_id, _Evidence()).methods.append(
                 MethodEvidence("pdq", distance=distance, confidence=round(confidence, 4))
