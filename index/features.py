@@ -105,13 +105,11 @@ def _balanced_order(points: np.ndarray, responses: np.ndarray, width: int, heigh
     cell_x = np.minimum((points[:, 0] * _GRID / max(width, 1)).astype(int), _GRID - 1)
     cell_y = np.minimum((points[:, 1] * _GRID / max(height, 1)).astype(int), _GRID - 1)
     cell = cell_y * _GRID + cell_x
-    by_strength = np.argsort(-responses, kind="stable")
+    by_cell = np.lexsort((-responses, cell))  # cell by cell, strongest first within each
+    sorted_cells = cell[by_cell]
+    first_of_cell = np.searchsorted(sorted_cells, sorted_cells)
     rank_in_cell = np.empty(len(points), dtype=np.int64)
-    seen: dict[int, int] = {}
-    for index in by_strength:
-        c = int(cell[index])
-        rank_in_cell[index] = seen.get(c, 0)
-        seen[c] = rank_in_cell[index] + 1
+    rank_in_cell[by_cell] = np.arange(len(points)) - first_of_cell
     return np.lexsort((-responses, rank_in_cell))
 
 
@@ -134,14 +132,14 @@ def extract_local_features(
     detected = cv2.ORB.create(nfeatures=_DETECT_FACTOR * max_keypoints, fastThreshold=10).detect(gray, None)
     if not detected:
         return _no_features(image, scale)
-    points = np.array([k.pt for k in detected], dtype=np.float32)
+    points = np.asarray(cv2.KeyPoint.convert(detected), np.float32)  # ~100x faster than k.pt each
     responses = np.array([k.response for k in detected], dtype=np.float32)
     chosen = _balanced_order(points, responses, size[0], size[1])[:max_keypoints]
     keypoints, descriptors = _teblid.compute(gray, [detected[i] for i in chosen])
     if descriptors is None or not keypoints:
         return _no_features(image, scale)
     # compute() keeps the given order but may drop keypoints too close to the border.
-    points = np.array([k.pt for k in keypoints], dtype=np.float32) * scale
+    points = np.asarray(cv2.KeyPoint.convert(keypoints), np.float32) * np.float32(scale)
     return LocalFeatures(
         np.ascontiguousarray(points), np.ascontiguousarray(descriptors), image.width, image.height, scale
     )

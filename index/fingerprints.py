@@ -62,8 +62,9 @@ def _pdq_input(image: Image.Image) -> np.ndarray:
     scale = _PDQ_INPUT_SIDE / max(image.size)
     if scale < 1:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        # reducing_gap: box-reduce first, then filter; 4x faster and PDQ filters again anyway.
-        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        # reducing_gap 1: box-average by the whole factor first, then filter the rest; 3x faster
+        # than reducing_gap 2 at 1024 px, and PDQ box-filters again anyway.
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=1.0)
     return np.asarray(image.convert("RGB"))
 
 

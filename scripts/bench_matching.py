@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_register import images  # noqa: E402
+from bench_register import noisy_fixtures  # noqa: E402
 
 import index.features as features  # noqa: E402
 from index import FingerprintIndex, extract_local_features, one_thread_per_process  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     one_thread_per_process()  # as a gunicorn worker runs
-    pictures = [Image.open(io.BytesIO(b)).convert("RGB") for b in images(4, "JPEG")]
+    pictures = [Image.open(io.BytesIO(b)).convert("RGB") for b in noisy_fixtures(4, "JPEG")]
     query, reference = extract_local_features(pictures[0]), extract_local_features(pictures[1])
     rows: list[tuple[str, str, float, float]] = []
 

@@ -5,13 +5,14 @@ Prints one table: throughput, median latency and the median split by stage (deco
 sign, commit, index). The baseline, measured in the same run, is c2pa signing alone (the
 irreducible cost); "x baseline" says how much a whole registration costs relative to it.
 
-Usage: .venv/bin/python scripts/bench_register.py [--count 60] [--http-clients 2]
+Usage: .venv/bin/python scripts/bench_register.py [--count 60] [--http-clients 2] [--photos GLOB...]
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import glob
 import io
 import json
 import statistics
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
-from PIL import Image
+from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,18 +42,33 @@ FIXTURES = ROOT / "tests" / "fixtures"
 STAGES = ("decode", "fingerprint", "sign", "commit", "index")
 
 
-def images(count: int, fmt: str) -> list[bytes]:
-    """Distinct 1024x1024 photographs: the fixtures upscaled, each with its own light noise."""
+def encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def noisy_fixtures(count: int, fmt: str) -> list[bytes]:
+    """Distinct 1024x1024 images: the test fixtures upscaled, each with its own light noise.
+
+    Needs nothing but the checkout. The noise is a worst case for local features: it gives ORB
+    2-3x the corners a real photograph of that size has.
+    """
     rng = np.random.default_rng(7)
     sources = [Image.open(p).convert("RGB").resize((1024, 1024)) for p in sorted(FIXTURES.glob("*.jpg"))]
     out = []
     for i in range(count):
         pixels = np.asarray(sources[i % len(sources)], np.int16) + rng.integers(-6, 7, (1024, 1024, 3))
-        buffer = io.BytesIO()
-        options = {"quality": 90} if fmt == "JPEG" else {}
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, fmt, **options)
-        out.append(buffer.getvalue())
+        out.append(encoded(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), fmt))
     return out
+
+
+def photographs(patterns: list[str], count: int, fmt: str) -> list[bytes]:
+    """1024x1024 images cut from real photographs: the centre square of each matching file."""
+    files = sorted({f for pattern in patterns for f in glob.glob(pattern)})[:count]
+    if len(files) < count:
+        raise SystemExit(f"--photos matches {len(files)} files; --count asks for {count}")
+    return [encoded(ImageOps.fit(Image.open(f).convert("RGB"), (1024, 1024)), fmt) for f in files]
 
 
 def fresh_settings(directory: Path) -> Settings:
@@ -148,10 +164,17 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=60)
     parser.add_argument("--http-clients", type=int, default=2)
     parser.add_argument("--port", type=int, default=18731)
+    parser.add_argument(
+        "--photos",
+        metavar="GLOB",
+        nargs="+",
+        help="cut the images from these photographs (e.g. 'bench-data/corpus/img/plasma-*.jpg') "
+        "instead of the noisy upscaled test fixtures",
+    )
     args = parser.parse_args()
     rows = []
     for fmt, mime in (("JPEG", "image/jpeg"), ("PNG", "image/png")):
-        data = images(args.count, fmt)
+        data = photographs(args.photos, args.count, fmt) if args.photos else noisy_fixtures(args.count, fmt)
         with tempfile.TemporaryDirectory() as scratch:
             settings = fresh_settings(Path(scratch))
             baseline = bench_sign_only(settings, data[:20], mime)

@@ -7,10 +7,11 @@ import io
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from PIL import Image, ImageDraw
 
 from provenance.config import Settings
 from tests import transforms
-from tests.conftest import Signed, api_key, fixture_bytes
+from tests.conftest import Signed, api_key, fixture_bytes, register
 from tests.test_api import assert_problem
 
 
@@ -23,8 +24,6 @@ def verify(client: FlaskClient, data: bytes, key: str | None = None) -> dict:
 
 def polygon_iou(polygon: list[list[float]], box: tuple[int, int, int, int]) -> float:
     """Intersection over union of a polygon and an axis-aligned box, on a pixel grid."""
-    from PIL import Image, ImageDraw
-
     width, height = box[2] + 50, box[3] + 50
     a = Image.new("1", (width, height))
     ImageDraw.Draw(a).polygon([tuple(p) for p in polygon], fill=1)
@@ -152,3 +151,26 @@ def test_batch_of_more_than_32_is_refused(client: FlaskClient, settings: Setting
 def test_bad_uploads_to_verify_are_problems(client: FlaskClient, data: bytes, status: int) -> None:
     response = client.post("/v1/verify", data={"image": (io.BytesIO(data), "x")})
     assert_problem(response, status)
+
+
+def test_exif_orientation_is_applied_before_registering_and_matching(
+    client: FlaskClient, signing_key: str
+) -> None:
+    """A phone photo stored sideways with an orientation tag is registered as people see it."""
+    upright = Image.open(io.BytesIO(fixture_bytes("coffee.jpg"))).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed after a 90 degree clockwise turn
+    tagged = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(tagged, "PNG", exif=exif)
+    signed = register(client, signing_key, tagged.getvalue(), filename="phone.png")
+
+    record = client.get(
+        f"/v1/generations/{signed.generation_id}", headers={"Authorization": f"Bearer {signing_key}"}
+    ).get_json()
+    assert (record["width"], record["height"]) == upright.size
+    # The same pixels, upright and untagged, as a re-posting site would serve them.
+    plain = io.BytesIO()
+    upright.save(plain, "PNG")
+    result = verify(client, plain.getvalue())
+    assert result["matches"][0]["generation_id"] == signed.generation_id
+    assert "exact_pixels" in {m["method"] for m in result["matches"][0]["methods"]}
