@@ -1,5 +1,6 @@
 """Image fingerprints, their store and FAISS search: image -> fingerprints -> candidate records."""
 
+from index.alignment import Agreement, block_agreement
 from index.errors import FingerprintError, IndexNotReady
 from index.features import (
     PROCESSING_SIDE,
@@ -15,6 +16,7 @@ from index.scoring import (
     Thresholds,
     geometry_confidence,
     pdq_confidence,
+    required_agreement,
     verdict_for,
 )
 from index.search import Candidate, FingerprintIndex, one_thread_per_process
@@ -22,6 +24,7 @@ from index.store import FingerprintStore, ImageFingerprints, fingerprint_image
 
 __all__ = [
     "MATCH_CONFIDENCE",
+    "Agreement",
     "POSSIBLE_CONFIDENCE",
     "PROCESSING_SIDE",
     "Candidate",
@@ -34,6 +37,7 @@ __all__ = [
     "LocalFeatures",
     "PdqHash",
     "Thresholds",
+    "block_agreement",
     "extract_local_features",
     "fingerprint_image",
     "geometry_confidence",
@@ -41,6 +45,7 @@ __all__ = [
     "pdq",
     "pdq_confidence",
     "pdq_dihedral",
+    "required_agreement",
     "verdict_for",
     "verify_geometry",
 ]

@@ -86,6 +86,7 @@ class GeometricMatch:
 
     ``region`` is the polygon of the reference (original pixel coordinates) that the query shows,
     clipped to the reference's bounds; ``coverage`` is its share of the reference's area.
+    ``transform`` is the 2x3 similarity from query pixels to reference pixels.
     """
 
     inliers: int
@@ -94,6 +95,7 @@ class GeometricMatch:
     coverage: float
     scale: float
     rotation_degrees: float
+    transform: np.ndarray
 
 
 def _balanced_order(points: np.ndarray, responses: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -226,4 +228,5 @@ def verify_geometry(
         coverage=round(coverage, 4),
         scale=scale,
         rotation_degrees=float(np.degrees(np.arctan2(transform[1, 0], transform[0, 0]))),
+        transform=transform,
     )

@@ -1,4 +1,4 @@
-"""Pure scoring: raw evidence (PDQ distance, RANSAC inliers) -> one calibrated confidence 0..1.
+"""Pure scoring: raw evidence (PDQ distance, RANSAC inliers, dense agreement) -> one confidence 0..1.
 
 Each method's raw value maps piecewise-linearly onto a shared scale whose anchors are the
 calibrated thresholds: 0.5 at the "possible" threshold and 0.9 at the "match" threshold, rising
@@ -24,6 +24,13 @@ class Thresholds:
     pdq_min_quality: int = 50
     inliers_match: int = 20
     inliers_possible: int = 10
+    # A geometric match counts as a match only if the aligned images agree (index.alignment):
+    # a share of 0.7 at inliers_match, falling linearly to 0.6 at 40 more inliers. Coincidences
+    # of shapes and glyphs bring 20-40 inliers; overlays lower a copy's share but not its inliers.
+    agreement_at_fewest_inliers: float = 0.7
+    agreement_at_many_inliers: float = 0.6
+    agreement_span_inliers: int = 40
+    inliers_alone: int = 300  # so many inliers need no dense confirmation (largest coincidence: 60)
 
 
 def _ramp(value: float, possible: float, match: float, saturate: float) -> float:
@@ -46,9 +53,24 @@ def pdq_confidence(distance: int, quality: int, thresholds: Thresholds) -> float
     return confidence
 
 
-def geometry_confidence(inliers: int, thresholds: Thresholds) -> float:
-    """Confidence from the inlier count of a verified similarity transform."""
-    return _ramp(inliers, thresholds.inliers_possible, thresholds.inliers_match, 4 * thresholds.inliers_match)
+def required_agreement(inliers: int, thresholds: Thresholds) -> float:
+    """The dense agreement share a geometric match with ``inliers`` inliers needs to be a match."""
+    progress = min(1.0, max(0.0, (inliers - thresholds.inliers_match) / thresholds.agreement_span_inliers))
+    high, low = thresholds.agreement_at_fewest_inliers, thresholds.agreement_at_many_inliers
+    return high - (high - low) * progress
+
+
+def geometry_confidence(inliers: int, agreement: float | None, thresholds: Thresholds) -> float:
+    """Confidence from the inlier count of a verified similarity transform and the share of the
+    aligned overlap that agrees (None: too little structure to judge). Unconfirmed geometry stays
+    a possible match, for a person to review."""
+    confidence = _ramp(
+        inliers, thresholds.inliers_possible, thresholds.inliers_match, 4 * thresholds.inliers_match
+    )
+    confirmed = inliers >= thresholds.inliers_alone or (
+        agreement is not None and agreement >= required_agreement(inliers, thresholds)
+    )
+    return confidence if confirmed else min(confidence, MATCH_CONFIDENCE - 0.01)
 
 
 def verdict_for(confidence: float) -> str:

@@ -109,6 +109,7 @@ def match_json(match: RecordMatch, *, private: bool) -> dict[str, Any]:
                     ("method", m.method),
                     ("distance", m.distance),
                     ("score", m.score),
+                    ("agreement", m.agreement),
                     ("confidence", m.confidence),
                 )
                 if value is not None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
 from index import (
@@ -17,6 +20,7 @@ from index import (
     GeometricMatch,
     LocalFeatures,
     Thresholds,
+    block_agreement,
     extract_local_features,
     geometry_confidence,
     pdq_confidence,
@@ -35,6 +39,7 @@ QUERY_DESCRIPTORS = 500
 LARGE_KEYPOINTS = 3000
 LARGE_QUERY_DESCRIPTORS = 800
 CANDIDATES_TO_VERIFY = 4
+MAX_CANDIDATES_TO_VERIFY = 8  # when none of the first four matched
 MIN_VOTES = 3
 LOW_DETAIL_PDQ_QUALITY = 50
 LOW_DETAIL_KEYPOINTS = 100
@@ -42,11 +47,13 @@ LOW_DETAIL_KEYPOINTS = 100
 
 @dataclass(frozen=True)
 class MethodEvidence:
-    """One method's raw evidence for a record: a distance (PDQ, bits) or a score (inliers)."""
+    """One method's raw evidence for a record: a distance (PDQ, bits) or a score (inliers), and
+    for local features the share of the aligned overlap that agrees (None: not judged)."""
 
     method: str  # exact_bytes | exact_pixels | c2pa | pdq | local_features
     distance: int | None = None
     score: int | None = None
+    agreement: float | None = None
     confidence: float = 0.0
 
 
@@ -81,6 +88,17 @@ class VerificationResult:
     matches: tuple[RecordMatch, ...]
     query: QueryDetail | None = None  # None when an exact match made the search unnecessary
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _Suspect:
+    """The decoded suspect image, with the grey copy that dense checks share made at most once."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self.image = image
+
+    @functools.cached_property
+    def gray(self) -> np.ndarray:
+        return np.asarray(self.image.convert("L"))
 
 
 @dataclass
@@ -135,7 +153,7 @@ class Verifier:
         lap("catch_up")
         detail = None
         if not any(e.confidence >= 1.0 for e in evidence.values()):
-            detail = self._search(decoded.image, store, evidence, lap)
+            detail = self._search(_Suspect(decoded.image), records, store, evidence, lap)
         matches = self._matches(records, evidence)
         lap("rank")
         authentic = manifest.generation_id is not None and any(
@@ -166,12 +184,14 @@ class Verifier:
 
     def _search(
         self,
-        image: Image.Image,
+        suspect: _Suspect,
+        records: RecordStore,
         store: FingerprintStore,
         evidence: dict[int, _Evidence],
         lap: Callable[[str], None],
     ) -> QueryDetail:
         thresholds = self.thresholds
+        image = suspect.image
         hashes = pdq_dihedral(image)
         for record_id, distance in self._index.search_pdq(hashes, thresholds.pdq_possible).items():
             # Two near-blank images share a hash by chance: the weaker side's quality decides.
@@ -183,7 +203,7 @@ class Verifier:
         lap("pdq")
         query = extract_local_features(image)
         lap("local_extract")
-        self._local_stage(query, store, evidence, lap)
+        self._local_stage(suspect, query, records, store, evidence, lap)
         detail = QueryDetail(pdq_quality=hashes[0].quality, keypoints=len(query))
         # The second look only runs when nothing matched, so a found copy costs one pass. (A
         # mirrored look would find mirrored crops too, at another ~70 ms for every unmatched
@@ -194,7 +214,7 @@ class Verifier:
             # original's at a similar scale.
             large = extract_local_features(image, side=2 * PROCESSING_SIDE, max_keypoints=LARGE_KEYPOINTS)
             lap("local_extract_large")
-            self._local_stage(large, store, evidence, lap, "large", LARGE_QUERY_DESCRIPTORS)
+            self._local_stage(suspect, large, records, store, evidence, lap, "large", LARGE_QUERY_DESCRIPTORS)
         return detail
 
     @staticmethod
@@ -203,7 +223,9 @@ class Verifier:
 
     def _local_stage(
         self,
+        suspect: _Suspect,
         query: LocalFeatures,
+        records: RecordStore,
         store: FingerprintStore,
         evidence: dict[int, _Evidence],
         lap: Callable[[str], None],
@@ -212,10 +234,28 @@ class Verifier:
     ) -> None:
         suffix = f"_{variant}" if variant else ""
         candidates = self._index.search_local(query.descriptors[:descriptors])
-        to_verify = [c.record_id for c in candidates[:CANDIDATES_TO_VERIFY] if c.votes >= MIN_VOTES]
-        to_verify += [r for r in evidence if r not in to_verify]  # PDQ hits get a region too
+        ranked = [c.record_id for c in candidates[:MAX_CANDIDATES_TO_VERIFY] if c.votes >= MIN_VOTES]
+        first = ranked[:CANDIDATES_TO_VERIFY] + [
+            r for r in evidence if r not in ranked
+        ]  # PDQ hits get a region too
         lap("local_search" + suffix)
-        for record_id in to_verify:
+        self._verify_candidates(suspect, query, first, records, store, evidence)
+        if not self._matched(evidence):
+            # A crop or a small screenshot shares only part of the original's indexed descriptors
+            # and can rank below records with generic texture: look further down before giving up.
+            self._verify_candidates(suspect, query, ranked[CANDIDATES_TO_VERIFY:], records, store, evidence)
+        lap("local_verify" + suffix)
+
+    def _verify_candidates(
+        self,
+        suspect: _Suspect,
+        query: LocalFeatures,
+        record_ids: list[int],
+        records: RecordStore,
+        store: FingerprintStore,
+        evidence: dict[int, _Evidence],
+    ) -> None:
+        for record_id in record_ids:
             reference = store.local_features(record_id)
             if reference is None:
                 continue
@@ -226,16 +266,32 @@ class Verifier:
             # rectangle, so the larger look needs no correction.
             found = evidence.setdefault(record_id, _Evidence())
             if found.geometry is None or geometry.inliers > found.geometry.inliers:
+                agreement = self._agreement(suspect, records, record_id, geometry)
+                confidence = geometry_confidence(geometry.inliers, agreement, self.thresholds)
                 found.geometry = geometry
                 found.methods = [m for m in found.methods if m.method != "local_features"]
                 found.methods.append(
                     MethodEvidence(
                         "local_features",
                         score=geometry.inliers,
-                        confidence=round(geometry_confidence(geometry.inliers, self.thresholds), 4),
+                        agreement=None if agreement is None else round(agreement, 3),
+                        confidence=round(confidence, 4),
                     )
                 )
-        lap("local_verify" + suffix)
+
+    def _agreement(
+        self, suspect: _Suspect, records: RecordStore, record_id: int, geometry: GeometricMatch
+    ) -> float | None:
+        """Dense agreement with the record's preview, judged only where it can decide a match."""
+        if not self.thresholds.inliers_match <= geometry.inliers < self.thresholds.inliers_alone:
+            return None
+        record = records.by_id(record_id)
+        if record is None:
+            return None
+        preview = np.asarray(Image.open(io.BytesIO(record.thumbnail)).convert("L"))
+        to_preview = geometry.transform * (preview.shape[1] / record.width)
+        agreement = block_agreement(suspect.gray, preview, to_preview)
+        return None if agreement is None else agreement.share
 
     def _matches(self, records: RecordStore, evidence: dict[int, _Evidence]) -> tuple[RecordMatch, ...]:
         matches = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 import index.search as search_module
 from index import (
@@ -15,10 +15,14 @@ from index import (
     FingerprintStore,
     LocalFeatures,
     PdqHash,
+    Thresholds,
+    block_agreement,
     extract_local_features,
     fingerprint_image,
+    geometry_confidence,
     pdq,
     pdq_dihedral,
+    verdict_for,
     verify_geometry,
 )
 from index.features import DESCRIPTOR_BYTES
@@ -161,3 +165,47 @@ def test_missing_saved_index_is_reported(tmp_path: Path) -> None:
 
     with pytest.raises(IndexNotReady):
         FingerprintIndex.load(tmp_path / "absent.npz")
+
+
+def preview_of(image: Image.Image) -> tuple[np.ndarray, float]:
+    """The grey 256 px preview the store keeps, and its pixels per original pixel."""
+    scale = 256 / max(image.size)
+    small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    return np.asarray(small.convert("L")), small.width / image.width
+
+
+@pytest.mark.parametrize("edit", ["plain", "contrast", "overlay"])
+def test_aligned_copy_agrees_with_the_original_and_a_different_picture_does_not(edit: str) -> None:
+    original = photo("astronaut")
+    preview, to_preview = preview_of(original)
+    box = (60, 40, 60 + original.width // 2, 40 + original.height // 2)
+    copy = original.crop(box).resize((box[2] - box[0], box[3] - box[1]))
+    if edit == "contrast":
+        copy = ImageEnhance.Contrast(copy).enhance(0.5)
+    if edit == "overlay":
+        ImageDraw.Draw(copy).text((10, 10), "SHARE IF YOU AGREE", fill="white", font_size=24)
+    copy = transforms.decode(transforms.encode(copy, "JPEG", quality=50))
+    # Query pixels -> original pixels is a shift by the crop's corner; then scale to the preview.
+    to_original = np.array([[1.0, 0.0, box[0]], [0.0, 1.0, box[1]]])
+    agreement = block_agreement(np.asarray(copy.convert("L")), preview, to_original * to_preview)
+    assert agreement is not None and agreement.share > 0.8
+    other = photo("coffee").resize(copy.size)
+    unrelated = block_agreement(np.asarray(other.convert("L")), preview, to_original * to_preview)
+    assert unrelated is not None and unrelated.share < 0.3
+
+
+def test_a_flat_overlap_cannot_be_judged() -> None:
+    flat = np.full((192, 256), 200, np.uint8)
+    assert block_agreement(flat, flat, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])) is None
+
+
+def test_geometry_needs_agreement_to_be_a_match_unless_its_inliers_are_overwhelming() -> None:
+    thresholds = Thresholds()
+    few = thresholds.inliers_match
+    assert verdict_for(geometry_confidence(few, 0.9, thresholds)) == "matched"
+    assert verdict_for(geometry_confidence(few, 0.65, thresholds)) == "possible_match"
+    assert verdict_for(geometry_confidence(few, None, thresholds)) == "possible_match"
+    # An overlay hides part of a copy, lowering its share but not its many inliers.
+    assert verdict_for(geometry_confidence(few + 60, 0.62, thresholds)) == "matched"
+    assert verdict_for(geometry_confidence(thresholds.inliers_alone, None, thresholds)) == "matched"
+    assert verdict_for(geometry_confidence(thresholds.inliers_possible - 1, 1.0, thresholds)) == "no_match"

@@ -9,6 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from PIL import Image, ImageDraw
 
+from index import Thresholds
 from provenance.config import Settings
 from tests import transforms
 from tests.conftest import Signed, api_key, fixture_bytes, register
@@ -174,3 +175,28 @@ def test_exif_orientation_is_applied_before_registering_and_matching(
     result = verify(client, plain.getvalue())
     assert result["matches"][0]["generation_id"] == signed.generation_id
     assert "exact_pixels" in {m["method"] for m in result["matches"][0]["methods"]}
+
+
+# Registered drawing -> a different drawing that shares only a shape or a typeface with it.
+COINCIDENCES = {
+    "sign-cycles.jpg": "sign-ahead-only.jpg",  # the same round blue sign, another symbol
+    "caption-name.jpg": "caption-map.jpg",  # captions in one typeface
+    "badge-button.jpg": "badge-rooster.jpg",  # a dark-rimmed disc
+}
+
+
+def test_drawings_sharing_only_a_shape_or_a_typeface_are_not_matched(
+    client: FlaskClient, signing_key: str
+) -> None:
+    registered = {
+        name: register(client, signing_key, fixture_bytes(name), filename=name) for name in COINCIDENCES
+    }
+    strongest = 0
+    for name, other in COINCIDENCES.items():
+        result = verify(client, fixture_bytes(other))
+        assert result["verdict"] != "matched", other
+        for match in result["matches"]:
+            if match["generation_id"] == registered[name].generation_id:
+                strongest = max(strongest, *(m.get("score", 0) for m in match["methods"]))
+    # Keypoints do line up (enough inliers for a match on their own); the dense check tells.
+    assert strongest >= Thresholds().inliers_match

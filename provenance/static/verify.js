@@ -69,7 +69,10 @@
       `The overall picture matches: its visual fingerprint differs in ${m.distance} of 256 bits ` +
       "(0 means identical; unrelated images differ in about 128).",
     local_features: (m) =>
-      `${m.score} distinctive details line up with the original, in the same arrangement.`,
+      `${m.score} distinctive details line up with the original, in the same arrangement` +
+      (m.agreement === undefined
+        ? "."
+        : `; laid over the original, ${Math.round(100 * m.agreement)} % of the shared picture looks the same.`),
   };
 
   const PROBLEMS = {
