@@ -9,7 +9,7 @@ from index.features import (
     extract_local_features,
     verify_geometry,
 )
-from index.fingerprints import PdqHash, pdq, pdq_dihedral
+from index.fingerprints import PdqHash, dihedral_variant, pdq, pdq_dihedral
 from index.scoring import (
     MATCH_CONFIDENCE,
     POSSIBLE_CONFIDENCE,
@@ -19,7 +19,7 @@ from index.scoring import (
     required_agreement,
     verdict_for,
 )
-from index.search import Candidate, FingerprintIndex, one_thread_per_process
+from index.search import Candidate, FingerprintIndex, PdqHit, one_thread_per_process
 from index.store import FingerprintStore, ImageFingerprints, fingerprint_image
 
 __all__ = [
@@ -36,8 +36,10 @@ __all__ = [
     "IndexNotReady",
     "LocalFeatures",
     "PdqHash",
+    "PdqHit",
     "Thresholds",
     "block_agreement",
+    "dihedral_variant",
     "extract_local_features",
     "fingerprint_image",
     "geometry_confidence",

@@ -78,8 +78,22 @@ def pdq(image: Image.Image) -> PdqHash:
     return _hash_array(_pdq_input(image))
 
 
+_QUARTER_TURNS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
+
+
+def dihedral_variant(image: Image.Image, variant: int) -> Image.Image:
+    """The image as ``pdq_dihedral``'s hash number ``variant`` sees it (mirrored for 4-7, then
+    turned anticlockwise by ``variant % 4`` quarter turns)."""
+    if variant >= 4:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    turn = _QUARTER_TURNS[variant % 4]
+    return image if turn is None else image.transpose(turn)
+
+
 def pdq_dihedral(image: Image.Image) -> list[PdqHash]:
-    """PDQ hashes of the image's 8 rotations/mirrors (identity first), for transform-proof queries."""
+    """PDQ hashes of the image's 8 rotations/mirrors (identity first), for transform-proof queries.
+
+    Hash number ``v`` is that of ``dihedral_variant(image, v)``."""
     pixels = _pdq_input(image)
     variants = []
     for mirrored in (pixels, pixels[:, ::-1]):

@@ -49,6 +49,14 @@ def one_thread_per_process() -> None:
 
 
 @dataclass(frozen=True)
+class PdqHit:
+    """A record's closest PDQ distance and which of the query's hashes (e.g. dihedral variant) won."""
+
+    distance: int
+    variant: int
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A record that a query's descriptors voted for."""
 
@@ -154,17 +162,20 @@ class FingerprintIndex:
                 added += 1
             return added
 
-    def search_pdq(self, hashes: list[PdqHash], max_distance: int, k: int = 8) -> dict[int, int]:
-        """Best Hamming distance per record within ``max_distance`` of any of the query hashes."""
+    def search_pdq(self, hashes: list[PdqHash], max_distance: int, k: int = 8) -> dict[int, PdqHit]:
+        """Per record within ``max_distance`` of any of the query hashes: the closest of them."""
         with self._lock:
             if self._pdq.ntotal == 0 or not hashes:
                 return {}
             codes = _as_codes(np.stack([np.frombuffer(h.bits, np.uint8) for h in hashes]))
             distances, labels = self._pdq.search(codes, min(k, self._pdq.ntotal))
-        best: dict[int, int] = {}
-        for distance, label in zip(distances.ravel(), labels.ravel(), strict=True):
-            if label >= 0 and distance <= max_distance:
-                best[int(label)] = min(int(distance), best.get(int(label), PDQ_BITS))
+        best: dict[int, PdqHit] = {}
+        for variant, (row_distances, row_labels) in enumerate(zip(distances, labels, strict=True)):
+            for distance, label in zip(row_distances, row_labels, strict=True):
+                record_id = int(label)
+                if record_id >= 0 and distance <= max_distance:
+                    if record_id not in best or distance < best[record_id].distance:
+                        best[record_id] = PdqHit(int(distance), variant)
         return best
 
     def search_local(

@@ -84,8 +84,8 @@ def matches_by_binding(
     index.catch_up(store)
     records = RecordStore(connection)
     found = []
-    for record_id, distance in index.search_pdq([query], thresholds.pdq_match, k=max_results).items():
-        confidence = pdq_confidence(distance, store.pdq_quality(record_id), thresholds)
+    for record_id, hit in index.search_pdq([query], thresholds.pdq_match, k=max_results).items():
+        confidence = pdq_confidence(hit.distance, store.pdq_quality(record_id), thresholds)
         record = records.by_id(record_id) if verdict_for(confidence) == "matched" else None
         # Records older than the manifest_stores migration have nothing to serve at /manifests.
         if record is not None and records.has_manifest_store(record.id):

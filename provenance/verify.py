@@ -21,6 +21,7 @@ from index import (
     LocalFeatures,
     Thresholds,
     block_agreement,
+    dihedral_variant,
     extract_local_features,
     geometry_confidence,
     pdq_confidence,
@@ -193,18 +194,28 @@ class Verifier:
         thresholds = self.thresholds
         image = suspect.image
         hashes = pdq_dihedral(image)
-        for record_id, distance in self._index.search_pdq(hashes, thresholds.pdq_possible).items():
+        pdq_hits = self._index.search_pdq(hashes, thresholds.pdq_possible)
+        for record_id, hit in pdq_hits.items():
             # Two near-blank images share a hash by chance: the weaker side's quality decides.
             quality = min(hashes[0].quality, store.pdq_quality(record_id))
-            confidence = pdq_confidence(distance, quality, thresholds)
+            confidence = pdq_confidence(hit.distance, quality, thresholds)
             evidence.setdefault(record_id, _Evidence()).methods.append(
-                MethodEvidence("pdq", distance=distance, confidence=round(confidence, 4))
+                MethodEvidence("pdq", distance=hit.distance, confidence=round(confidence, 4))
             )
         lap("pdq")
         query = extract_local_features(image)
         lap("local_extract")
         self._local_stage(suspect, query, records, store, evidence, lap)
         detail = QueryDetail(pdq_quality=hashes[0].quality, keypoints=len(query))
+        # Local features do not survive mirroring. A PDQ hit through a mirrored or turned hash
+        # (too weak alone: a smooth picture's hash has low quality) tells which way to turn the
+        # suspect back; its local features then confirm that one record.
+        for record_id, hit in pdq_hits.items():
+            if hit.variant and evidence[record_id].confidence < MATCH_CONFIDENCE:
+                upright = _Suspect(dihedral_variant(image, hit.variant))
+                features = extract_local_features(upright.image)
+                self._verify_candidates(upright, features, [record_id], records, store, evidence)
+                lap("local_upright")
         # The second look only runs when nothing matched, so a found copy costs one pass. (A
         # mirrored look would find mirrored crops too, at another ~70 ms for every unmatched
         # query; whole mirrored copies are already found by PDQ's dihedral variants.)

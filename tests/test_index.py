@@ -15,8 +15,10 @@ from index import (
     FingerprintStore,
     LocalFeatures,
     PdqHash,
+    PdqHit,
     Thresholds,
     block_agreement,
+    dihedral_variant,
     extract_local_features,
     fingerprint_image,
     geometry_confidence,
@@ -126,7 +128,7 @@ def test_local_search_agrees_with_brute_force_and_survives_save_and_load(tmp_pat
     loaded = FingerprintIndex.load(tmp_path / "fp.npz")
     assert loaded.last_record_id == 4
     assert {c.record_id: c.votes for c in loaded.search_local(descriptors)} == found
-    assert loaded.search_pdq(pdq_dihedral(images[2]), 31) == {2: 0}
+    assert loaded.search_pdq(pdq_dihedral(images[2]), 31) == {2: PdqHit(0, 0)}
 
 
 def test_catch_up_adds_only_new_records() -> None:
@@ -209,3 +211,9 @@ def test_geometry_needs_agreement_to_be_a_match_unless_its_inliers_are_overwhelm
     assert verdict_for(geometry_confidence(few + 60, 0.62, thresholds)) == "matched"
     assert verdict_for(geometry_confidence(thresholds.inliers_alone, None, thresholds)) == "matched"
     assert verdict_for(geometry_confidence(thresholds.inliers_possible - 1, 1.0, thresholds)) == "no_match"
+
+
+def test_each_dihedral_hash_is_the_hash_of_that_variant() -> None:
+    image = photo("astronaut").crop((0, 0, 500, 400))
+    for variant, hashed in enumerate(pdq_dihedral(image)):
+        assert pdq(dihedral_variant(image, variant)).distance(hashed) <= 4, variant

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from index import Thresholds
 from provenance.config import Settings
@@ -200,3 +200,20 @@ def test_drawings_sharing_only_a_shape_or_a_typeface_are_not_matched(
                 strongest = max(strongest, *(m.get("score", 0) for m in match["methods"]))
     # Keypoints do line up (enough inliers for a match on their own); the dense check tells.
     assert strongest >= Thresholds().inliers_match
+
+
+def test_mirrored_copy_of_a_calm_picture_is_confirmed_by_its_turned_back_features(
+    client: FlaskClient, signing_key: str
+) -> None:
+    """A flat picture with one small detail has a weak PDQ hash (quality < 50): a mirrored copy's
+    PDQ hit alone is only a possible match, and local features do not survive mirroring."""
+    detail = transforms.decode(fixture_bytes("astronaut.jpg")).crop((150, 40, 450, 340)).resize((120, 120))
+    calm = Image.new("RGB", (800, 600), "#808080")
+    calm.paste(detail, (560, 60))
+    signed = register(client, signing_key, transforms.encode(calm, "PNG"))
+    result = verify(client, transforms.encode(ImageOps.mirror(calm), "JPEG", quality=85))
+    assert result["verdict"] == "matched"
+    best = result["matches"][0]
+    assert best["generation_id"] == signed.generation_id
+    methods = {m["method"]: m for m in best["methods"]}
+    assert methods["pdq"]["confidence"] < 0.9 <= methods["local_features"]["confidence"]
