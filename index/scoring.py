@@ -27,9 +27,11 @@ class Thresholds:
     # A geometric match counts as a match only if the aligned images agree (index.alignment):
     # a share of 0.7 at inliers_match, falling linearly to 0.6 at 40 more inliers. Coincidences
     # of shapes and glyphs bring 20-40 inliers; overlays lower a copy's share but not its inliers.
+    # Below inliers_match (a small crop, a thumbnail) only a near-identical overlap will do.
     agreement_at_fewest_inliers: float = 0.7
     agreement_at_many_inliers: float = 0.6
     agreement_span_inliers: int = 40
+    agreement_below_match: float = 0.95
     inliers_alone: int = 300  # so many inliers need no dense confirmation (largest coincidence: 60)
 
 
@@ -55,6 +57,8 @@ def pdq_confidence(distance: int, quality: int, thresholds: Thresholds) -> float
 
 def required_agreement(inliers: int, thresholds: Thresholds) -> float:
     """The dense agreement share a geometric match with ``inliers`` inliers needs to be a match."""
+    if inliers < thresholds.inliers_match:
+        return thresholds.agreement_below_match
     progress = min(1.0, max(0.0, (inliers - thresholds.inliers_match) / thresholds.agreement_span_inliers))
     high, low = thresholds.agreement_at_fewest_inliers, thresholds.agreement_at_many_inliers
     return high - (high - low) * progress
@@ -62,15 +66,17 @@ def required_agreement(inliers: int, thresholds: Thresholds) -> float:
 
 def geometry_confidence(inliers: int, agreement: float | None, thresholds: Thresholds) -> float:
     """Confidence from the inlier count of a verified similarity transform and the share of the
-    aligned overlap that agrees (None: too little structure to judge). Unconfirmed geometry stays
-    a possible match, for a person to review."""
-    confidence = _ramp(
-        inliers, thresholds.inliers_possible, thresholds.inliers_match, 4 * thresholds.inliers_match
-    )
-    confirmed = inliers >= thresholds.inliers_alone or (
-        agreement is not None and agreement >= required_agreement(inliers, thresholds)
-    )
-    return confidence if confirmed else min(confidence, MATCH_CONFIDENCE - 0.01)
+    aligned overlap that agrees (None: too little structure to judge). Confirmed geometry is a
+    match even with few inliers; unconfirmed geometry stays a possible match, for a person to
+    review."""
+    match = thresholds.inliers_match
+    confidence = _ramp(inliers, thresholds.inliers_possible, match, 4 * match)
+    if inliers >= thresholds.inliers_alone:
+        return confidence
+    if inliers >= thresholds.inliers_possible and agreement is not None:
+        if agreement >= required_agreement(inliers, thresholds):
+            return max(confidence, MATCH_CONFIDENCE)
+    return min(confidence, MATCH_CONFIDENCE - 0.01)
 
 
 def verdict_for(confidence: float) -> str:

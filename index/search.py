@@ -34,7 +34,7 @@ from index.store import FingerprintStore, IndexRows
 INDEXED_DESCRIPTORS = 160
 IVF_MIN_VECTORS = 200_000
 _RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much since the last time
-_NPROBE = 24
+_NPROBE = 16
 _SEED = 20261125
 
 
@@ -233,6 +233,8 @@ class FingerprintIndex:
                 last, records, trained_at = (int(v) for v in saved["state"])
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise IndexNotReady(f"no usable saved index at {path}: {exc}") from exc
+        if isinstance(local_index, faiss.IndexBinaryIVF):
+            local_index.nprobe = _NPROBE  # a setting of this code, not of the file's age
         loaded = cls()
         loaded._pdq = pdq_index
         loaded._local.index = local_index

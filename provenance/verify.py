@@ -35,10 +35,13 @@ from provenance.manifest import ManifestReader, ManifestReport
 from provenance.records import GenerationRecord, RecordStore
 
 QUERY_DESCRIPTORS = 500
+QUERY_SIDE = PROCESSING_SIDE
+SMALL_SIDE = 400
+SMALL_QUERY_DESCRIPTORS = 300
 # The second, larger look: page chrome around a screenshotted picture wins the strongest
 # corners, so the picture's own keypoints only show up in a larger budget.
 LARGE_KEYPOINTS = 3000
-LARGE_QUERY_DESCRIPTORS = 800
+LARGE_QUERY_DESCRIPTORS = 600
 CANDIDATES_TO_VERIFY = 4
 MAX_CANDIDATES_TO_VERIFY = 8  # when none of the first four matched
 MIN_VOTES = 3
@@ -203,7 +206,7 @@ class Verifier:
                 MethodEvidence("pdq", distance=hit.distance, confidence=round(confidence, 4))
             )
         lap("pdq")
-        query = extract_local_features(image)
+        query = extract_local_features(image, side=QUERY_SIDE)
         lap("local_extract")
         self._local_stage(suspect, query, records, store, evidence, lap)
         detail = QueryDetail(pdq_quality=hashes[0].quality, keypoints=len(query))
@@ -213,12 +216,18 @@ class Verifier:
         for record_id, hit in pdq_hits.items():
             if hit.variant and evidence[record_id].confidence < MATCH_CONFIDENCE:
                 upright = _Suspect(dihedral_variant(image, hit.variant))
-                features = extract_local_features(upright.image)
+                features = extract_local_features(upright.image, side=QUERY_SIDE)
                 self._verify_candidates(upright, features, [record_id], records, store, evidence)
                 lap("local_upright")
         # The second look only runs when nothing matched, so a found copy costs one pass. (A
         # mirrored look would find mirrored crops too, at another ~70 ms for every unmatched
         # query; whole mirrored copies are already found by PDQ's dihedral variants.)
+        if not self._matched(evidence) and SMALL_SIDE:
+            # A crop shows a part of the original enlarged: at the processing side its details
+            # are finer than the original's, beyond ORB's pyramid; a smaller look meets them.
+            small = extract_local_features(image, side=SMALL_SIDE)
+            lap("local_extract_small")
+            self._local_stage(suspect, small, records, store, evidence, lap, "small", SMALL_QUERY_DESCRIPTORS)
         if not self._matched(evidence):
             # A screenshot shows the original small, among page chrome: look again at twice the
             # resolution (upsampling a small screenshot), where the picture's keypoints meet the
@@ -294,7 +303,7 @@ class Verifier:
         self, suspect: _Suspect, records: RecordStore, record_id: int, geometry: GeometricMatch
     ) -> float | None:
         """Dense agreement with the record's preview, judged only where it can decide a match."""
-        if not self.thresholds.inliers_match <= geometry.inliers < self.thresholds.inliers_alone:
+        if not self.thresholds.inliers_possible <= geometry.inliers < self.thresholds.inliers_alone:
             return None
         record = records.by_id(record_id)
         if record is None:

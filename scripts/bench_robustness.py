@@ -553,6 +553,9 @@ def main() -> None:
         metavar=("AT_FEWEST", "AT_MANY"),
         help="with --rescore: the dense agreement shares to try (at inliers-match, 40 inliers more)",
     )
+    parser.add_argument(
+        "--agreement-below-match", type=float, help="with --rescore: the share asked below inliers-match"
+    )
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, help="also write every query's result here")
@@ -571,7 +574,9 @@ def main() -> None:
             thresholds = replace(
                 thresholds, agreement_at_fewest_inliers=fewest, agreement_at_many_inliers=many
             )
-        if args.inliers_match or args.agreement:
+        if args.agreement_below_match:
+            thresholds = replace(thresholds, agreement_below_match=args.agreement_below_match)
+        if args.inliers_match or args.agreement or args.agreement_below_match:
             rescore(saved["results"], thresholds, saved["names"])
             print(f"rescored with {thresholds}")
         report(saved["results"], saved["records"], saved["ram_per_record"])

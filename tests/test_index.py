@@ -210,6 +210,9 @@ def test_geometry_needs_agreement_to_be_a_match_unless_its_inliers_are_overwhelm
     # An overlay hides part of a copy, lowering its share but not its many inliers.
     assert verdict_for(geometry_confidence(few + 60, 0.62, thresholds)) == "matched"
     assert verdict_for(geometry_confidence(thresholds.inliers_alone, None, thresholds)) == "matched"
+    # Few inliers (a small crop): only a near-identical overlap makes it a match.
+    assert verdict_for(geometry_confidence(few - 5, 0.98, thresholds)) == "matched"
+    assert verdict_for(geometry_confidence(few - 5, 0.9, thresholds)) == "possible_match"
     assert verdict_for(geometry_confidence(thresholds.inliers_possible - 1, 1.0, thresholds)) == "no_match"
 
 
