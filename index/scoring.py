@@ -25,10 +25,11 @@ class Thresholds:
     inliers_match: int = 20
     inliers_possible: int = 10
     # A geometric match counts as a match only if the aligned images agree (index.alignment):
-    # a share of 0.7 at inliers_match, falling linearly to 0.6 at 40 more inliers. Coincidences
-    # of shapes and glyphs bring 20-40 inliers; overlays lower a copy's share but not its inliers.
-    # Below inliers_match (a small crop, a thumbnail) only a near-identical overlap will do.
-    agreement_at_fewest_inliers: float = 0.7
+    # a share of 0.9 at inliers_match, falling linearly to 0.6 at 40 more inliers. Coincidences
+    # of shapes and glyphs bring 20-40 inliers (an empty circle against part of a bowling ball:
+    # 24 inliers, share 0.83); overlays lower a copy's share but not its inliers. Below
+    # inliers_match (a small crop, a thumbnail) only a near-identical overlap will do.
+    agreement_at_fewest_inliers: float = 0.9
     agreement_at_many_inliers: float = 0.6
     agreement_span_inliers: int = 40
     agreement_below_match: float = 0.95

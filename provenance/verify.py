@@ -35,11 +35,11 @@ from provenance.manifest import ManifestReader, ManifestReport
 from provenance.records import GenerationRecord, RecordStore
 
 QUERY_DESCRIPTORS = 500
-QUERY_SIDE = PROCESSING_SIDE
+# The small look, for crops (the part shown is enlarged).
 SMALL_SIDE = 400
 SMALL_QUERY_DESCRIPTORS = 300
-# The second, larger look: page chrome around a screenshotted picture wins the strongest
-# corners, so the picture's own keypoints only show up in a larger budget.
+# The large look: page chrome around a screenshotted picture wins the strongest corners, so
+# the picture's own keypoints only show up in a larger budget.
 LARGE_KEYPOINTS = 3000
 LARGE_QUERY_DESCRIPTORS = 600
 CANDIDATES_TO_VERIFY = 4
@@ -206,7 +206,7 @@ class Verifier:
                 MethodEvidence("pdq", distance=hit.distance, confidence=round(confidence, 4))
             )
         lap("pdq")
-        query = extract_local_features(image, side=QUERY_SIDE)
+        query = extract_local_features(image)
         lap("local_extract")
         self._local_stage(suspect, query, records, store, evidence, lap)
         detail = QueryDetail(pdq_quality=hashes[0].quality, keypoints=len(query))
@@ -216,13 +216,13 @@ class Verifier:
         for record_id, hit in pdq_hits.items():
             if hit.variant and evidence[record_id].confidence < MATCH_CONFIDENCE:
                 upright = _Suspect(dihedral_variant(image, hit.variant))
-                features = extract_local_features(upright.image, side=QUERY_SIDE)
+                features = extract_local_features(upright.image)
                 self._verify_candidates(upright, features, [record_id], records, store, evidence)
                 lap("local_upright")
-        # The second look only runs when nothing matched, so a found copy costs one pass. (A
+        # The further looks only run while nothing matched, so a found copy costs one pass. (A
         # mirrored look would find mirrored crops too, at another ~70 ms for every unmatched
-        # query; whole mirrored copies are already found by PDQ's dihedral variants.)
-        if not self._matched(evidence) and SMALL_SIDE:
+        # query; whole mirrored copies are found by PDQ's dihedral variants and the upright look.)
+        if not self._matched(evidence):
             # A crop shows a part of the original enlarged: at the processing side its details
             # are finer than the original's, beyond ORB's pyramid; a smaller look meets them.
             small = extract_local_features(image, side=SMALL_SIDE)

@@ -204,8 +204,9 @@ def test_a_flat_overlap_cannot_be_judged() -> None:
 def test_geometry_needs_agreement_to_be_a_match_unless_its_inliers_are_overwhelming() -> None:
     thresholds = Thresholds()
     few = thresholds.inliers_match
-    assert verdict_for(geometry_confidence(few, 0.9, thresholds)) == "matched"
-    assert verdict_for(geometry_confidence(few, 0.65, thresholds)) == "possible_match"
+    assert verdict_for(geometry_confidence(few, 0.95, thresholds)) == "matched"
+    # A circle's rim against part of a bowling ball: 24 inliers, agreement 0.83 (benchmark).
+    assert verdict_for(geometry_confidence(few + 4, 0.83, thresholds)) == "possible_match"
     assert verdict_for(geometry_confidence(few, None, thresholds)) == "possible_match"
     # An overlay hides part of a copy, lowering its share but not its many inliers.
     assert verdict_for(geometry_confidence(few + 60, 0.62, thresholds)) == "matched"

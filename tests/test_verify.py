@@ -70,6 +70,20 @@ def test_half_crop_is_matched_with_its_region(
         assert 0.4 < best["coverage"] < 0.6
 
 
+@pytest.mark.parametrize("anchor", [(0.5, 0.5), (1.0, 1.0)])
+def test_quarter_crop_resized_down_is_matched_with_its_region(
+    client: FlaskClient, registered_set: dict[str, Signed], anchor
+) -> None:
+    for name, signed in registered_set.items():
+        cropped, box = transforms.crop(signed.data, 0.25, anchor)
+        result = verify(client, transforms.resize(cropped, 0.6))
+        assert result["verdict"] == "matched", name
+        best = result["matches"][0]
+        assert best["generation_id"] == signed.generation_id
+        assert polygon_iou(best["region"], box) > 0.8, (name, best["region"], box)
+        assert 0.2 < best["coverage"] < 0.3
+
+
 def test_screenshot_is_matched_with_the_whole_image_as_region(
     client: FlaskClient, registered_set: dict[str, Signed]
 ) -> None:
