@@ -213,10 +213,13 @@ class Verifier:
         # Local features do not survive mirroring. A PDQ hit through a mirrored or turned hash
         # (too weak alone: a smooth picture's hash has low quality) tells which way to turn the
         # suspect back; its local features then confirm that one record.
+        turned_back: dict[int, tuple[_Suspect, LocalFeatures]] = {}
         for record_id, hit in pdq_hits.items():
             if hit.variant and evidence[record_id].confidence < MATCH_CONFIDENCE:
-                upright = _Suspect(dihedral_variant(image, hit.variant))
-                features = extract_local_features(upright.image)
+                if hit.variant not in turned_back:
+                    upright = _Suspect(dihedral_variant(image, hit.variant))
+                    turned_back[hit.variant] = (upright, extract_local_features(upright.image))
+                upright, features = turned_back[hit.variant]
                 self._verify_candidates(upright, features, [record_id], records, store, evidence)
                 lap("local_upright")
         # The further looks only run while nothing matched, so a found copy costs one pass. (A

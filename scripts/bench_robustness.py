@@ -448,7 +448,9 @@ def rescore(results: list[dict[str, Any]], thresholds: Thresholds, names: dict[s
         )
         r["top"] = scored[0][1] if scored else None
         r["verdict"] = verdict_for(scored[0][0]) if scored else "no_match"
-        wrong = [names[gid] for c, gid in scored if gid != r["expected"] and verdict_for(c) == "matched"]
+        wrong = [
+            names.get(gid, gid) for c, gid in scored if gid != r["expected"] and verdict_for(c) == "matched"
+        ]
         judge_wrong_matches(r, wrong)
 
 
