@@ -200,17 +200,30 @@ def verify_geometry(
         return None
     source = query.points[good]
     target = reference.points[indices[good, 0]]
-    transform, inlier_mask = cv2.estimateAffinePartial2D(
-        source,
-        target,
+    # Several query keypoints can pick one reference keypoint (a motif repeated over a page, one
+    # corner found at several pyramid levels). A fit to all of them can collapse them onto that
+    # one point and win over the true transform (a clip-art heart in a screenshot: 30 query
+    # keypoints on one reference point, a fit of scale 0). So the transform is fitted to each
+    # reference keypoint's closest query keypoint only, and then, as before, every match that
+    # it maps within the tolerance counts as an inlier.
+    closest_first = np.argsort(distances[good, 0], kind="stable")
+    _, first = np.unique(indices[good[closest_first], 0], return_index=True)
+    distinct = np.sort(closest_first[first])
+    if len(distinct) < 4:
+        return None
+    tolerance = reprojection_pixels * reference.scale
+    transform, _ = cv2.estimateAffinePartial2D(
+        source[distinct],
+        target[distinct],
         method=cv2.RANSAC,
-        ransacReprojThreshold=reprojection_pixels * reference.scale,
+        ransacReprojThreshold=tolerance,
         maxIters=2000,
         confidence=0.995,
     )
     if transform is None:
         return None
-    inliers = int(inlier_mask.sum())
+    errors = np.linalg.norm(source @ transform[:, :2].T + transform[:, 2] - target, axis=1)
+    inliers = int((errors <= tolerance).sum())
     # In processing pixels a real copy shows the original between a 5x magnified crop and a
     # 10x reduced thumbnail inside a screenshot; chance alignments of unrelated images mostly
     # collapse the query onto a sliver of the reference (scale 0.02-0.2, measured).

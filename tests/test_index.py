@@ -81,6 +81,29 @@ def test_local_features_serialise_and_verify_a_rotated_crop() -> None:
     )
 
 
+def test_a_motif_repeated_on_one_reference_point_does_not_hide_the_true_transform() -> None:
+    rng = np.random.default_rng(5)
+    reference_points = rng.uniform(10, 190, (60, 2)).astype(np.float32)
+    reference = LocalFeatures(
+        reference_points, rng.integers(0, 256, (60, DESCRIPTOR_BYTES), np.uint8), 200, 200, 1.0
+    )
+    # The query shows the reference at half size, shifted (20 keypoints), beside 30 copies of a
+    # motif that all look like reference keypoint 0: a fit to every match would collapse all 30
+    # onto that one point, with more inliers than the true transform has.
+    true_points = reference_points[1:21] * 0.5 + 40
+    motif_points = rng.uniform(0, 100, (30, 2)).astype(np.float32)
+    query = LocalFeatures(
+        np.concatenate([true_points, motif_points]).astype(np.float32),
+        np.concatenate([reference.descriptors[1:21], np.repeat(reference.descriptors[:1], 30, axis=0)]),
+        200,
+        200,
+        1.0,
+    )
+    match = verify_geometry(query, reference)
+    assert match is not None
+    assert 20 <= match.inliers <= 21 and match.scale == pytest.approx(2.0, rel=0.01)
+
+
 def test_textureless_image_has_no_local_features_but_still_a_pdq_hash() -> None:
     flat = Image.linear_gradient("L").resize((300, 200)).convert("RGB")
     features = extract_local_features(flat)
