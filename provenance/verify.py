@@ -234,10 +234,20 @@ class Verifier:
         if not self._matched(evidence):
             # A screenshot shows the original small, among page chrome: look again at twice the
             # resolution (upsampling a small screenshot), where the picture's keypoints meet the
-            # original's at a similar scale.
+            # original's at a similar scale, and count each record's votes where they cluster.
             large = extract_local_features(image, side=2 * PROCESSING_SIDE, max_keypoints=LARGE_KEYPOINTS)
             lap("local_extract_large")
-            self._local_stage(suspect, large, records, store, evidence, lap, "large", LARGE_QUERY_DESCRIPTORS)
+            self._local_stage(
+                suspect,
+                large,
+                records,
+                store,
+                evidence,
+                lap,
+                "large",
+                LARGE_QUERY_DESCRIPTORS,
+                densest_window=True,
+            )
         return detail
 
     @staticmethod
@@ -254,9 +264,13 @@ class Verifier:
         lap: Callable[[str], None],
         variant: str = "",
         descriptors: int = QUERY_DESCRIPTORS,
+        densest_window: bool = False,
     ) -> None:
         suffix = f"_{variant}" if variant else ""
-        candidates = self._index.search_local(query.descriptors[:descriptors])
+        positions = None
+        if densest_window:
+            positions = query.points[:descriptors] / np.array([query.width, query.height], np.float32)
+        candidates = self._index.search_local(query.descriptors[:descriptors], positions=positions)
         ranked = [c.record_id for c in candidates[:MAX_CANDIDATES_TO_VERIFY] if c.votes >= MIN_VOTES]
         first = ranked[:CANDIDATES_TO_VERIFY] + [
             r for r in evidence if r not in ranked

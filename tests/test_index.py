@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 import index.search as search_module
 from index import (
+    Candidate,
     FingerprintIndex,
     FingerprintStore,
     LocalFeatures,
@@ -152,6 +153,31 @@ def test_local_search_agrees_with_brute_force_and_survives_save_and_load(tmp_pat
     assert loaded.last_record_id == 4
     assert {c.record_id: c.votes for c in loaded.search_local(descriptors)} == found
     assert loaded.search_pdq(pdq_dihedral(images[2]), 31) == {2: PdqHit(0, 0)}
+
+
+def test_densest_window_voting_ranks_a_small_picture_above_votes_spread_over_the_page() -> None:
+    rng = np.random.default_rng(3)
+    descriptor_sets = {i: rng.integers(0, 256, (160, DESCRIPTOR_BYTES), np.uint8) for i in (1, 2)}
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    connection.execute(FingerprintStore.SCHEMA)
+    store = FingerprintStore(connection)
+    real = fingerprint_image(photo("rocket"))
+    for record_id, descriptors in descriptor_sets.items():
+        features = LocalFeatures(np.zeros((160, 2), np.float32), descriptors, 100, 100, 1.0)
+        store.add(record_id, type(real)(pdq=real.pdq, local=features))
+    index = FingerprintIndex.rebuild_from(store)
+    # A screenshot: 30 descriptors of the picture (record 1) in its top-left corner, and 50 of
+    # page chrome that looks like record 2 spread evenly over the whole page.
+    picture = rng.uniform(0.05, 0.3, (30, 2))
+    chrome = np.stack(np.meshgrid(np.linspace(0.02, 0.98, 10), np.linspace(0.02, 0.98, 5)), -1).reshape(-1, 2)
+    descriptors = np.concatenate([descriptor_sets[1][:30], descriptor_sets[2][:50]])
+    positions = np.concatenate([picture, chrome]).astype(np.float32)
+
+    whole_query = index.search_local(descriptors)
+    assert [(c.record_id, c.votes) for c in whole_query] == [(2, 50), (1, 30)]
+    densest_window = index.search_local(descriptors, positions=positions)
+    assert densest_window[0] == Candidate(1, 30)
+    assert densest_window[1].record_id == 2 and densest_window[1].votes <= 50 * 9 // 32
 
 
 def test_catch_up_adds_only_new_records() -> None:
