@@ -205,10 +205,12 @@ class FingerprintIndex:
         descriptors: np.ndarray,
         *,
         positions: np.ndarray | None = None,
+        limit: int | None = None,
         neighbours: int = 4,
         max_distance: int = 70,
     ) -> list[Candidate]:
-        """Records ranked by how many query descriptors have a close neighbour among theirs.
+        """The ``limit`` records (all by default) with most query descriptors that have a close
+        neighbour among theirs, best first.
 
         Each query descriptor votes at most once per record. With ``positions`` (each
         descriptor's place as a fraction of the query's width and height), a record's votes are
@@ -226,7 +228,7 @@ class FingerprintIndex:
             record_ids, counts = np.unique(votes[:, 0], return_counts=True)
         else:
             record_ids, counts = _densest_window_votes(votes[:, 0], positions[votes[:, 1]])
-        order = np.lexsort((record_ids, -counts))  # most votes first, ties by record id
+        order = np.lexsort((record_ids, -counts))[:limit]  # most votes first, ties by record id
         return [Candidate(int(record_ids[i]), int(counts[i])) for i in order]
 
     def memory_bytes(self) -> int:

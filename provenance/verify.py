@@ -270,8 +270,10 @@ class Verifier:
         positions = None
         if densest_window:
             positions = query.points[:descriptors] / np.array([query.width, query.height], np.float32)
-        candidates = self._index.search_local(query.descriptors[:descriptors], positions=positions)
-        ranked = [c.record_id for c in candidates[:MAX_CANDIDATES_TO_VERIFY] if c.votes >= MIN_VOTES]
+        candidates = self._index.search_local(
+            query.descriptors[:descriptors], positions=positions, limit=MAX_CANDIDATES_TO_VERIFY
+        )
+        ranked = [c.record_id for c in candidates if c.votes >= MIN_VOTES]
         first = ranked[:CANDIDATES_TO_VERIFY] + [
             r for r in evidence if r not in ranked
         ]  # PDQ hits get a region too
