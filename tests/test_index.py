@@ -14,6 +14,7 @@ from index import (
     Candidate,
     FingerprintIndex,
     FingerprintStore,
+    ImageFingerprints,
     LocalFeatures,
     PdqHash,
     PdqHit,
@@ -38,11 +39,17 @@ def photo(name: str = "coffee") -> Image.Image:
 
 
 def store_with(records: dict[int, Image.Image]) -> FingerprintStore:
+    return store_with_fingerprints(
+        {record_id: fingerprint_image(image) for record_id, image in records.items()}
+    )
+
+
+def store_with_fingerprints(records: dict[int, ImageFingerprints]) -> FingerprintStore:
     connection = sqlite3.connect(":memory:", isolation_level=None)
     connection.execute(FingerprintStore.SCHEMA)
     store = FingerprintStore(connection)
-    for record_id, image in records.items():
-        store.add(record_id, fingerprint_image(image))
+    for record_id, fingerprints in records.items():
+        store.add(record_id, fingerprints)
     return store
 
 
@@ -158,13 +165,15 @@ def test_local_search_agrees_with_brute_force_and_survives_save_and_load(tmp_pat
 def test_densest_window_voting_ranks_a_small_picture_above_votes_spread_over_the_page() -> None:
     rng = np.random.default_rng(3)
     descriptor_sets = {i: rng.integers(0, 256, (160, DESCRIPTOR_BYTES), np.uint8) for i in (1, 2)}
-    connection = sqlite3.connect(":memory:", isolation_level=None)
-    connection.execute(FingerprintStore.SCHEMA)
-    store = FingerprintStore(connection)
-    real = fingerprint_image(photo("rocket"))
-    for record_id, descriptors in descriptor_sets.items():
-        features = LocalFeatures(np.zeros((160, 2), np.float32), descriptors, 100, 100, 1.0)
-        store.add(record_id, type(real)(pdq=real.pdq, local=features))
+    pdq_hash = fingerprint_image(photo("rocket")).pdq
+    store = store_with_fingerprints(
+        {
+            record_id: ImageFingerprints(
+                pdq_hash, LocalFeatures(np.zeros((160, 2), np.float32), codes, 100, 100, 1.0)
+            )
+            for record_id, codes in descriptor_sets.items()
+        }
+    )
     index = FingerprintIndex.rebuild_from(store)
     # A screenshot: 30 descriptors of the picture (record 1) in its top-left corner, and 50 of
     # page chrome that looks like record 2 spread evenly over the whole page.
@@ -192,19 +201,22 @@ def test_catch_up_adds_only_new_records() -> None:
 def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
     rng = np.random.default_rng(1)
-    connection = sqlite3.connect(":memory:", isolation_level=None)
-    connection.execute(FingerprintStore.SCHEMA)
-    store = FingerprintStore(connection)
     real = fingerprint_image(photo("rocket"))
-    for record_id in range(1, 40):  # random distractor descriptor sets around one real record
-        fake = LocalFeatures(
-            np.zeros((160, 2), np.float32),
-            rng.integers(0, 256, (160, DESCRIPTOR_BYTES), np.uint8),
-            100,
-            100,
-            1.0,
+    fingerprints = {  # random distractor descriptor sets around one real record
+        record_id: ImageFingerprints(
+            real.pdq,
+            LocalFeatures(
+                np.zeros((160, 2), np.float32),
+                rng.integers(0, 256, (160, DESCRIPTOR_BYTES), np.uint8),
+                100,
+                100,
+                1.0,
+            ),
         )
-        store.add(record_id, type(real)(pdq=real.pdq, local=fake) if record_id != 20 else real)
+        for record_id in range(1, 40)
+    }
+    fingerprints[20] = real
+    store = store_with_fingerprints(fingerprints)
     index = FingerprintIndex.rebuild_from(store)
     assert type(index._local.index).__name__ == "IndexBinaryIVF"
     query = extract_local_features(photo("rocket"))
