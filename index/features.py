@@ -66,6 +66,15 @@ class LocalFeatures:
         points = np.frombuffer(data, "<f4", count * 2, offset).reshape(count, 2)
         return cls(points, descriptors.reshape(count, DESCRIPTOR_BYTES), width, height, scale)
 
+    def within(self, left: float, top: float, right: float, bottom: float) -> LocalFeatures:
+        """The keypoints inside a box given as fractions of the width and height, same order."""
+        x = self.points[:, 0] / self.width
+        y = self.points[:, 1] / self.height
+        inside = (x >= left) & (x <= right) & (y >= top) & (y <= bottom)
+        return LocalFeatures(
+            self.points[inside], self.descriptors[inside], self.width, self.height, self.scale
+        )
+
     @staticmethod
     def descriptor_prefix(data: bytes, count: int) -> np.ndarray:
         """The first ``count`` descriptors of a serialised set (the data may be cut after them)."""

@@ -59,14 +59,22 @@ class PdqHit:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A record that a query's descriptors voted for."""
+    """A record that a query's descriptors voted for.
+
+    ``window`` (left, top, right, bottom as fractions of the query's width and height) is where
+    its votes were counted, when the search counted them in the densest window.
+    """
 
     record_id: int
     votes: int
+    window: tuple[float, float, float, float] | None = None
 
 
-def _densest_window_votes(record_ids: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per record, its votes inside the densest window of 3/8 x 3/8 of the query.
+def _densest_window_votes(
+    record_ids: np.ndarray, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per record, its votes inside the densest window of 3/8 x 3/8 of the query, and that
+    window's top-left cell (column, row).
 
     A picture inside a screenshot holds a fraction of the query's descriptors; the page chrome
     around it (text, icons) gives its votes to every record with similar glyphs, and counted over
@@ -83,7 +91,16 @@ def _densest_window_votes(record_ids: np.ndarray, positions: np.ndarray) -> tupl
     table = grid.cumsum(axis=1).cumsum(axis=2)  # summed-area table: any window's sum in 4 reads
     w = _WINDOW_CELLS
     windows = table[:, w:, w:] - table[:, :-w, w:] - table[:, w:, :-w] + table[:, :-w, :-w]
-    return unique_ids, windows.reshape(len(unique_ids), -1).max(axis=1)
+    flat = windows.reshape(len(unique_ids), -1)
+    densest = flat.argmax(axis=1)
+    rows, columns = np.divmod(densest, windows.shape[2])
+    return unique_ids, flat[np.arange(len(unique_ids)), densest], np.stack([columns, rows], axis=1)
+
+
+def _window_fractions(corner: np.ndarray) -> tuple[float, float, float, float]:
+    left, top = (float(c) / _WINDOW_GRID for c in corner)
+    side = _WINDOW_CELLS / _WINDOW_GRID
+    return (left, top, left + side, top + side)
 
 
 def _as_codes(vectors: np.ndarray) -> np.ndarray:
@@ -226,10 +243,11 @@ class FingerprintIndex:
         votes = np.unique(np.stack([labels[close], rows], axis=1), axis=0)  # (record, descriptor)
         if positions is None:
             record_ids, counts = np.unique(votes[:, 0], return_counts=True)
-        else:
-            record_ids, counts = _densest_window_votes(votes[:, 0], positions[votes[:, 1]])
-        order = np.lexsort((record_ids, -counts))[:limit]  # most votes first, ties by record id
-        return [Candidate(int(record_ids[i]), int(counts[i])) for i in order]
+            order = np.lexsort((record_ids, -counts))[:limit]  # most votes first, ties by record id
+            return [Candidate(int(record_ids[i]), int(counts[i])) for i in order]
+        record_ids, counts, corners = _densest_window_votes(votes[:, 0], positions[votes[:, 1]])
+        order = np.lexsort((record_ids, -counts))[:limit]
+        return [Candidate(int(record_ids[i]), int(counts[i]), _window_fractions(corners[i])) for i in order]
 
     def memory_bytes(self) -> int:
         """Approximate RAM held by both indexes (their serialised size)."""

@@ -47,6 +47,12 @@ MAX_CANDIDATES_TO_VERIFY = 8  # when none of the first four matched
 MIN_VOTES = 3
 LOW_DETAIL_PDQ_QUALITY = 50
 LOW_DETAIL_KEYPOINTS = 100
+# The large look verifies a candidate first in and around the densest window of its votes
+# (margin: a fraction of the query's side) and the whole query only from this many inliers
+# there: chance alignments of a wrong record mostly stop at RANSAC's minimum of 4 or 5, and a
+# threshold of 10 lost a screenshot whose picture spread beyond the window (11 inliers in all).
+WINDOW_MARGIN = 1 / 8
+WINDOW_INLIERS_FOR_WHOLE = 6
 
 
 @dataclass(frozen=True)
@@ -274,15 +280,17 @@ class Verifier:
             query.descriptors[:descriptors], positions=positions, limit=MAX_CANDIDATES_TO_VERIFY
         )
         ranked = [c.record_id for c in candidates if c.votes >= MIN_VOTES]
+        windows = {c.record_id: c.window for c in candidates if c.window is not None}
         first = ranked[:CANDIDATES_TO_VERIFY] + [
             r for r in evidence if r not in ranked
         ]  # PDQ hits get a region too
         lap("local_search" + suffix)
-        self._verify_candidates(suspect, query, first, records, store, evidence)
+        self._verify_candidates(suspect, query, first, records, store, evidence, windows)
         if not self._matched(evidence):
             # A crop or a small screenshot shares only part of the original's indexed descriptors
             # and can rank below records with generic texture: look further down before giving up.
-            self._verify_candidates(suspect, query, ranked[CANDIDATES_TO_VERIFY:], records, store, evidence)
+            later = ranked[CANDIDATES_TO_VERIFY:]
+            self._verify_candidates(suspect, query, later, records, store, evidence, windows)
         lap("local_verify" + suffix)
 
     def _verify_candidates(
@@ -293,12 +301,14 @@ class Verifier:
         records: RecordStore,
         store: FingerprintStore,
         evidence: dict[int, _Evidence],
+        windows: dict[int, tuple[float, float, float, float]] | None = None,
     ) -> None:
         for record_id in record_ids:
             reference = store.local_features(record_id)
             if reference is None:
                 continue
-            geometry = verify_geometry(query, reference)
+            window = windows.get(record_id) if windows else None
+            geometry = self._geometry(query, reference, window)
             if geometry is None:
                 continue
             # The region is in reference coordinates, and a rescaled query covers the same
@@ -317,6 +327,33 @@ class Verifier:
                         confidence=round(confidence, 4),
                     )
                 )
+
+    def _geometry(
+        self,
+        query: LocalFeatures,
+        reference: LocalFeatures,
+        window: tuple[float, float, float, float] | None,
+    ) -> GeometricMatch | None:
+        """Verify a candidate, first where its votes cluster when the search says where that is.
+
+        The large look's 3,000 query descriptors cost ~14 ms per candidate, and a query that
+        matches nothing verifies eight there. A copy lies where its record's votes cluster, so
+        the query's keypoints in and around that window are checked first; the whole query is
+        matched only when they begin a transform (the picture may reach beyond the window),
+        which most wrong candidates never do. Benchmark, same hour: large-look verification
+        median 48 -> 33 ms on never-registered queries, no screenshot lost.
+        """
+        if window is None:
+            return verify_geometry(query, reference)
+        left, top, right, bottom = window
+        near = query.within(
+            left - WINDOW_MARGIN, top - WINDOW_MARGIN, right + WINDOW_MARGIN, bottom + WINDOW_MARGIN
+        )
+        geometry = verify_geometry(near, reference)
+        if geometry is None or geometry.inliers < WINDOW_INLIERS_FOR_WHOLE:
+            return geometry
+        whole = verify_geometry(query, reference)
+        return whole if whole is not None and whole.inliers > geometry.inliers else geometry
 
     def _agreement(
         self, suspect: _Suspect, records: RecordStore, record_id: int, geometry: GeometricMatch

@@ -185,7 +185,7 @@ def test_densest_window_voting_ranks_a_small_picture_above_votes_spread_over_the
     whole_query = index.search_local(descriptors)
     assert [(c.record_id, c.votes) for c in whole_query] == [(2, 50), (1, 30)]
     densest_window = index.search_local(descriptors, positions=positions)
-    assert densest_window[0] == Candidate(1, 30)
+    assert densest_window[0] == Candidate(1, 30, window=(0.0, 0.0, 0.375, 0.375))
     assert densest_window[1].record_id == 2 and densest_window[1].votes <= 50 * 9 // 32
 
 
