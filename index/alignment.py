@@ -27,6 +27,9 @@ _SMOOTHING_SIGMA = 1.5  # preview pixels; resampling, JPEG and noise differ at t
 _STRUCTURE_STD = 6.0  # grey-level standard deviation that makes a block count as structured
 _AGREEING_CORRELATION = 0.5
 _MIN_JUDGED_BLOCKS = 16  # fewer cannot tell a copy from a coincidence (a tiny or flat overlap)
+_ECC_ITERATIONS, _ECC_EPSILON, _ECC_SMOOTHING = 30, 1e-3, 3
+_ECC_ERODE = np.ones((3, 3), np.uint8)  # leave out the overlap's interpolated rim
+_MAX_REFINEMENT = float(_BLOCK)  # preview pixels a refinement may move the preview's corners
 
 
 @dataclass(frozen=True)
@@ -43,17 +46,17 @@ def _blocks(values: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def block_agreement(
-    query_gray: np.ndarray, preview_gray: np.ndarray, query_to_preview: np.ndarray
+    query_gray: np.ndarray, preview_gray: np.ndarray, query_to_preview: np.ndarray, *, enough: float = 1.0
 ) -> Agreement | None:
     """How much of the overlap agrees once the query is aligned onto the original's preview.
 
     ``query_gray`` and ``preview_gray`` are 2-D uint8 arrays; ``query_to_preview`` is the 2x3
-    affine map from query pixels to preview pixels. Returns None when the overlap holds fewer
-    than 16 structured blocks: too little to judge.
+    affine map from query pixels to preview pixels. While the share is below ``enough`` the map
+    is refined densely (see ``_refined``) and the better of the two alignments counts. Returns
+    None when the overlap holds fewer than 16 structured blocks: too little to judge.
     """
     height, width = preview_gray.shape
-    rows, cols = height // _BLOCK, width // _BLOCK
-    if rows < 3 or cols < 3:
+    if height // _BLOCK < 3 or width // _BLOCK < 3:
         return None
     transform = np.array(query_to_preview, np.float64)
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
@@ -67,6 +70,70 @@ def block_agreement(
         )
         transform[:, :2] *= [query_gray.shape[1] / small.shape[1], query_gray.shape[0] / small.shape[0]]
         query_gray = small
+    coarse = _share_of_agreeing_blocks(query_gray, preview_gray, transform)
+    if coarse is not None and coarse.share >= enough:
+        return coarse
+    refined_transform = _refined(query_gray, preview_gray, transform)
+    if refined_transform is None:
+        return coarse
+    refined = _share_of_agreeing_blocks(query_gray, preview_gray, refined_transform)
+    if refined is None or (coarse is not None and coarse.share >= refined.share):
+        return coarse
+    return refined
+
+
+def _refined(query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.ndarray) -> np.ndarray | None:
+    """The query-to-preview map refined by ECC (Evangelidis & Psarakis 2008), if it stays close.
+
+    RANSAC fits the map to the few keypoints of a small crop or a thumbnail (10-30 inliers), and
+    a map that is off by a pixel or two at preview scale makes a copy disagree where it is
+    furthest from them (benchmark: copies at 0.8-0.9 of the 0.9-0.95 asked). ECC aligns all of
+    the overlap's pixels. Only a refinement that moves the preview's corners by at most a block
+    is taken: a copy's map needs less (median 1.7 preview pixels, 90 % under 4.5), while on a
+    wrong record ECC wanders off to align other content (median 75 pixels). Measured on 44
+    missed copies and 1,951 wrong records of the benchmark: 18 copies pass, no wrong record
+    comes closer to passing.
+    """
+    height, width = preview_gray.shape
+    warped = cv2.warpAffine(query_gray, transform, (width, height), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(
+        np.full(query_gray.shape, 255, np.uint8), transform, (width, height), flags=cv2.INTER_NEAREST
+    )
+    # At half the preview's resolution ECC costs a quarter (~3 ms) and still places the map to
+    # about a pixel of the preview's, well within a block.
+    half = np.diag([0.5, 0.5, 1.0])
+    preview_half = cv2.pyrDown(preview_gray)
+    size = (preview_half.shape[1], preview_half.shape[0])
+    inside_half = cv2.resize(inside, size, interpolation=cv2.INTER_NEAREST)
+    try:
+        _, found = cv2.findTransformECC(
+            preview_half.astype(np.float32),
+            cv2.pyrDown(warped).astype(np.float32),
+            np.eye(2, 3, dtype=np.float32),
+            cv2.MOTION_AFFINE,
+            (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, _ECC_ITERATIONS, _ECC_EPSILON),
+            cv2.erode(inside_half, _ECC_ERODE),
+            _ECC_SMOOTHING,
+        )
+    except cv2.error:  # no convergence: a flat or unrelated overlap
+        return None
+    # ECC's map takes (half-size) preview pixels to warped-query pixels; at full size:
+    warp = (np.linalg.inv(half) @ np.vstack([np.asarray(found, np.float64), [0, 0, 1]]) @ half)[:2]
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
+    moved = corners @ warp[:, :2].T + warp[:, 2]
+    if np.abs(moved - corners).max() > _MAX_REFINEMENT:
+        return None
+    to_preview = np.vstack([np.asarray(cv2.invertAffineTransform(warp), np.float64), [0, 0, 1]])
+    refined: np.ndarray = (to_preview @ np.vstack([transform, [0, 0, 1]]))[:2]
+    return refined
+
+
+def _share_of_agreeing_blocks(
+    query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.ndarray
+) -> Agreement | None:
+    """Block agreement of a query already at about the preview's scale, under ``transform``."""
+    height, width = preview_gray.shape
+    rows, cols = height // _BLOCK, width // _BLOCK
     warped = cv2.warpAffine(query_gray, transform, (width, height), flags=cv2.INTER_LINEAR)
     inside = cv2.warpAffine(
         np.full(query_gray.shape, 255, np.uint8), transform, (width, height), flags=cv2.INTER_NEAREST

@@ -26,6 +26,7 @@ from index import (
     geometry_confidence,
     pdq_confidence,
     pdq_dihedral,
+    required_agreement,
     verdict_for,
     verify_geometry,
 )
@@ -366,7 +367,9 @@ class Verifier:
             return None
         preview = np.asarray(Image.open(io.BytesIO(record.thumbnail)).convert("L"))
         to_preview = geometry.transform * (preview.shape[1] / record.width)
-        agreement = block_agreement(suspect.gray, preview, to_preview)
+        # Refining the alignment costs ~4 ms; it can only matter below the share the rule asks.
+        enough = required_agreement(geometry.inliers, self.thresholds)
+        agreement = block_agreement(suspect.gray, preview, to_preview, enough=enough)
         return None if agreement is None else agreement.share
 
     def _matches(self, records: RecordStore, evidence: dict[int, _Evidence]) -> tuple[RecordMatch, ...]:

