@@ -34,6 +34,10 @@ class Thresholds:
     agreement_span_inliers: int = 40
     agreement_below_match: float = 0.95
     inliers_alone: int = 300  # so many inliers need no dense confirmation (largest coincidence: 60)
+    # A PDQ hit between possible and match (a thumbnail of a drawing, a heavy re-encode) is a
+    # match when the whole suspect, scaled onto the original, agrees this much (benchmark: wrong
+    # records within pdq_possible reach at most 0.74).
+    pdq_agreement: float = 0.9
 
 
 def _ramp(value: float, possible: float, match: float, saturate: float) -> float:
@@ -48,11 +52,16 @@ def _ramp(value: float, possible: float, match: float, saturate: float) -> float
     return MATCH_CONFIDENCE + (_TOP - MATCH_CONFIDENCE) * progress
 
 
-def pdq_confidence(distance: int, quality: int, thresholds: Thresholds) -> float:
-    """Confidence from a PDQ Hamming distance; low-quality hashes never reach a match alone."""
+def pdq_confidence(
+    distance: int, quality: int, thresholds: Thresholds, agreement: float | None = None
+) -> float:
+    """Confidence from a PDQ Hamming distance and, for a possible match, the share of the whole
+    aligned image that agrees (None: not judged); low-quality hashes never reach a match."""
     confidence = _ramp(distance, thresholds.pdq_possible, thresholds.pdq_match, 0)
     if quality < thresholds.pdq_min_quality:
         return min(confidence, MATCH_CONFIDENCE - 0.01)
+    if confidence >= POSSIBLE_CONFIDENCE and agreement is not None and agreement >= thresholds.pdq_agreement:
+        return max(confidence, MATCH_CONFIDENCE)
     return confidence
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from index import (
     MATCH_CONFIDENCE,
+    POSSIBLE_CONFIDENCE,
     PROCESSING_SIDE,
     FingerprintIndex,
     FingerprintStore,
@@ -124,6 +125,17 @@ class _Evidence:
         return max((m.confidence for m in self.methods), default=0.0)
 
 
+def _preview_agreement(
+    suspect: _Suspect, record: GenerationRecord, to_original: np.ndarray, enough: float
+) -> float | None:
+    """The share of the overlap that agrees once the suspect is mapped by ``to_original`` (2x3,
+    suspect pixels to the original's) onto the record's stored preview; None: cannot judge."""
+    preview = np.asarray(Image.open(io.BytesIO(record.thumbnail)).convert("L"))
+    to_preview = to_original * (preview.shape[1] / record.width)
+    agreement = block_agreement(suspect.gray, preview, to_preview, enough=enough)
+    return None if agreement is None else agreement.share
+
+
 class Verifier:
     """Runs the stages cheapest first. One per process; the index is shared by its requests."""
 
@@ -209,8 +221,19 @@ class Verifier:
             # Two near-blank images share a hash by chance: the weaker side's quality decides.
             quality = min(hashes[0].quality, store.pdq_quality(record_id))
             confidence = pdq_confidence(hit.distance, quality, thresholds)
+            agreement = None
+            if POSSIBLE_CONFIDENCE <= confidence < MATCH_CONFIDENCE and quality >= thresholds.pdq_min_quality:
+                # A whole copy that PDQ sees a little too far off (a thumbnail of a drawing)
+                # is confirmed the way a geometric match is: aligned, does it agree?
+                agreement = self._whole_image_agreement(suspect, records, record_id, hit.variant)
+                confidence = pdq_confidence(hit.distance, quality, thresholds, agreement)
             evidence.setdefault(record_id, _Evidence()).methods.append(
-                MethodEvidence("pdq", distance=hit.distance, confidence=round(confidence, 4))
+                MethodEvidence(
+                    "pdq",
+                    distance=hit.distance,
+                    agreement=None if agreement is None else round(agreement, 3),
+                    confidence=round(confidence, 4),
+                )
             )
         lap("pdq")
         query = extract_local_features(image)
@@ -365,12 +388,23 @@ class Verifier:
         record = records.by_id(record_id)
         if record is None:
             return None
-        preview = np.asarray(Image.open(io.BytesIO(record.thumbnail)).convert("L"))
-        to_preview = geometry.transform * (preview.shape[1] / record.width)
         # Refining the alignment costs ~4 ms; it can only matter below the share the rule asks.
         enough = required_agreement(geometry.inliers, self.thresholds)
-        agreement = block_agreement(suspect.gray, preview, to_preview, enough=enough)
-        return None if agreement is None else agreement.share
+        return _preview_agreement(suspect, record, geometry.transform, enough)
+
+    def _whole_image_agreement(
+        self, suspect: _Suspect, records: RecordStore, record_id: int, variant: int
+    ) -> float | None:
+        """Dense agreement of the whole suspect, turned as PDQ's winning hash saw it, with the
+        record's preview."""
+        upright = suspect if variant == 0 else _Suspect(dihedral_variant(suspect.image, variant))
+        record = records.by_id(record_id)
+        if record is None:
+            return None
+        to_original = np.array(
+            [[record.width / upright.image.width, 0, 0], [0, record.height / upright.image.height, 0]]
+        )
+        return _preview_agreement(upright, record, to_original, self.thresholds.pdq_agreement)
 
     def _matches(self, records: RecordStore, evidence: dict[int, _Evidence]) -> tuple[RecordMatch, ...]:
         matches = []

@@ -25,6 +25,7 @@ from index import (
     fingerprint_image,
     geometry_confidence,
     pdq,
+    pdq_confidence,
     pdq_dihedral,
     verdict_for,
     verify_geometry,
@@ -293,6 +294,21 @@ def test_geometry_needs_agreement_to_be_a_match_unless_its_inliers_are_overwhelm
     assert verdict_for(geometry_confidence(few - 5, 0.98, thresholds)) == "matched"
     assert verdict_for(geometry_confidence(few - 5, 0.9, thresholds)) == "possible_match"
     assert verdict_for(geometry_confidence(thresholds.inliers_possible - 1, 1.0, thresholds)) == "no_match"
+
+
+def test_a_possible_pdq_hit_is_a_match_only_when_the_whole_image_agrees() -> None:
+    thresholds = Thresholds()
+    between = (thresholds.pdq_match + thresholds.pdq_possible) // 2
+    assert verdict_for(pdq_confidence(between, 100, thresholds)) == "possible_match"
+    assert verdict_for(pdq_confidence(between, 100, thresholds, agreement=0.95)) == "matched"
+    # A different drawing on the same white page agrees where both are blank, not on the drawing.
+    assert verdict_for(pdq_confidence(between, 100, thresholds, agreement=0.74)) == "possible_match"
+    # A flat picture's weak hash never makes a match, however its few blocks agree.
+    assert verdict_for(pdq_confidence(between, 30, thresholds, agreement=1.0)) == "possible_match"
+    # Agreement does not rescue a hash beyond the possible range.
+    assert (
+        verdict_for(pdq_confidence(thresholds.pdq_possible + 1, 100, thresholds, agreement=1.0)) == "no_match"
+    )
 
 
 def test_each_dihedral_hash_is_the_hash_of_that_variant() -> None:
