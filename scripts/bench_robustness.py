@@ -126,6 +126,9 @@ def meme(image: Image.Image, rng: random.Random) -> Image.Image:
 def overlay_text(image: Image.Image, rng: random.Random) -> Image.Image:
     return _augly().overlay_text(
         image.convert("RGB"),
+        # AugLy's default text is drawn from the unseeded global random at import, so it
+        # differed between worker processes and runs.
+        text=[rng.randrange(1, 1000) for _ in range(5)],
         font_size=0.12,
         opacity=1.0,
         x_pos=rng.uniform(0, 0.4),
