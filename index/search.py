@@ -241,13 +241,18 @@ class FingerprintIndex:
         close = (labels >= 0) & (distances <= max_distance)
         rows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[close]
         votes = np.unique(np.stack([labels[close], rows], axis=1), axis=0)  # (record, descriptor)
+        corners = None
         if positions is None:
             record_ids, counts = np.unique(votes[:, 0], return_counts=True)
-            order = np.lexsort((record_ids, -counts))[:limit]  # most votes first, ties by record id
-            return [Candidate(int(record_ids[i]), int(counts[i])) for i in order]
-        record_ids, counts, corners = _densest_window_votes(votes[:, 0], positions[votes[:, 1]])
-        order = np.lexsort((record_ids, -counts))[:limit]
-        return [Candidate(int(record_ids[i]), int(counts[i]), _window_fractions(corners[i])) for i in order]
+        else:
+            record_ids, counts, corners = _densest_window_votes(votes[:, 0], positions[votes[:, 1]])
+        order = np.lexsort((record_ids, -counts))[:limit]  # most votes first, ties by record id
+        return [
+            Candidate(
+                int(record_ids[i]), int(counts[i]), None if corners is None else _window_fractions(corners[i])
+            )
+            for i in order
+        ]
 
     def memory_bytes(self) -> int:
         """Approximate RAM held by both indexes (their serialised size)."""
