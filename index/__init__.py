@@ -1,12 +1,13 @@
 """Image fingerprints, their store and FAISS search: image -> fingerprints -> candidate records."""
 
-from index.alignment import Agreement, block_agreement
+from index.alignment import Agreement, block_agreement, hue_agreement, locate_within
 from index.errors import FingerprintError, IndexNotReady
 from index.features import (
     PROCESSING_SIDE,
     GeometricMatch,
     LocalFeatures,
     extract_local_features,
+    mapped_region,
     verify_geometry,
 )
 from index.fingerprints import PdqHash, dihedral_variant, pdq, pdq_dihedral
@@ -43,6 +44,9 @@ __all__ = [
     "extract_local_features",
     "fingerprint_image",
     "geometry_confidence",
+    "hue_agreement",
+    "locate_within",
+    "mapped_region",
     "one_thread_per_process",
     "pdq",
     "pdq_confidence",

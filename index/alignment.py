@@ -25,19 +25,31 @@ import numpy as np
 _BLOCK = 8  # preview pixels per block side (a 256 px preview has 32 blocks across)
 _SMOOTHING_SIGMA = 1.5  # preview pixels; resampling, JPEG and noise differ at the pixel level
 _STRUCTURE_STD = 6.0  # grey-level standard deviation that makes a block count as structured
+# A structured block agrees where the other image's block correlates with it and is not flat.
+# The other side need not reach _STRUCTURE_STD itself: a thin edge near a block's border puts
+# most of its contrast in one block or the next as the map moves by a pixel (copies of flat
+# drawings: disagreeing blocks at 3 against 9 grey levels, correlated 0.99).
+_NOT_FLAT_STD = 2.0
 _AGREEING_CORRELATION = 0.5
 _MIN_JUDGED_BLOCKS = 16  # fewer cannot tell a copy from a coincidence (a tiny or flat overlap)
 _ECC_ITERATIONS, _ECC_EPSILON, _ECC_SMOOTHING = 30, 1e-3, 3
 _ECC_ERODE = np.ones((3, 3), np.uint8)  # leave out the overlap's interpolated rim
 _MAX_REFINEMENT = float(_BLOCK)  # preview pixels a refinement may move the preview's corners
+_CHROMATIC = 10.0  # CIELAB chroma of a block that has a colour (a grey block has ~0)
+_SAME_HUE_DEGREES = 30.0
+_MIN_CHROMATIC_BLOCKS = 8
+_LOCATE_SCALE_STEP = 1.08  # between template sizes; ECC (see _refined) absorbs what lies between
+_MIN_TEMPLATE_SIDE = 12  # half-preview pixels: smaller templates correlate with anything
 
 
 @dataclass(frozen=True)
 class Agreement:
-    """``share`` of the ``judged`` structured blocks whose content correlates, 0..1."""
+    """``share`` of the ``blocks`` judged (structured) blocks whose content correlates, 0..1,
+    under ``transform`` (the 2x3 query-to-preview map measured: the given one or its refinement)."""
 
     share: float
-    judged: int
+    blocks: int
+    transform: np.ndarray
 
 
 def _blocks(values: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -46,50 +58,66 @@ def _blocks(values: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def block_agreement(
-    query_gray: np.ndarray, preview_gray: np.ndarray, query_to_preview: np.ndarray, *, enough: float = 1.0
+    query_gray: np.ndarray,
+    preview_gray: np.ndarray,
+    query_to_preview: np.ndarray,
+    *,
+    enough: float = 1.0,
+    refine_from: float = 0.0,
 ) -> Agreement | None:
     """How much of the overlap agrees once the query is aligned onto the original's preview.
 
     ``query_gray`` and ``preview_gray`` are 2-D uint8 arrays; ``query_to_preview`` is the 2x3
-    affine map from query pixels to preview pixels. While the share is below ``enough`` the map
+    affine map from query pixels to preview pixels. While the share is below ``enough`` (and
+    not below ``refine_from``: too far off to be a copy misaligned by a pixel or two) the map
     is refined densely (see ``_refined``) and the better of the two alignments counts. Returns
     None when the overlap holds fewer than 16 structured blocks: too little to judge.
     """
     height, width = preview_gray.shape
     if height // _BLOCK < 3 or width // _BLOCK < 3:
         return None
+    query_gray, transform, shrink = _at_preview_scale(query_gray, query_to_preview)
+    best = _share_of_agreeing_blocks(query_gray, preview_gray, transform)
+    best_transform = transform
+    worth_refining = best is None or refine_from <= best[0] < enough
+    refined_transform = _refined(query_gray, preview_gray, transform) if worth_refining else None
+    if refined_transform is not None:
+        refined = _share_of_agreeing_blocks(query_gray, preview_gray, refined_transform)
+        if refined is not None and (best is None or refined[0] > best[0]):
+            best, best_transform = refined, refined_transform
+    if best is None:
+        return None
+    best_transform[:, :2] *= shrink  # back to the caller's query pixels
+    return Agreement(share=best[0], blocks=best[1], transform=best_transform)
+
+
+def _at_preview_scale(
+    query: np.ndarray, query_to_preview: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The query averaged down to about the preview's scale, the map from its pixels, and the
+    factor (x, y) it was shrunk by. Warping straight from a large query would alias; the
+    averaging is also what evens out noise and JPEG blocking."""
     transform = np.array(query_to_preview, np.float64)
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
-    if scale < 1:
-        # Average the query down to the preview's scale first: warping straight from a large
-        # query would alias, and the averaging is what evens out noise and JPEG blocking.
-        small = cv2.resize(
-            query_gray,
-            (max(1, round(query_gray.shape[1] * scale)), max(1, round(query_gray.shape[0] * scale))),
-            interpolation=cv2.INTER_AREA,
-        )
-        transform[:, :2] *= [query_gray.shape[1] / small.shape[1], query_gray.shape[0] / small.shape[0]]
-        query_gray = small
-    coarse = _share_of_agreeing_blocks(query_gray, preview_gray, transform)
-    if coarse is not None and coarse.share >= enough:
-        return coarse
-    refined_transform = _refined(query_gray, preview_gray, transform)
-    if refined_transform is None:
-        return coarse
-    refined = _share_of_agreeing_blocks(query_gray, preview_gray, refined_transform)
-    if refined is None or (coarse is not None and coarse.share >= refined.share):
-        return coarse
-    return refined
+    if scale >= 1:
+        return query, transform, np.ones(2)
+    small = cv2.resize(
+        query,
+        (max(1, round(query.shape[1] * scale)), max(1, round(query.shape[0] * scale))),
+        interpolation=cv2.INTER_AREA,
+    )
+    shrink = np.array([small.shape[1] / query.shape[1], small.shape[0] / query.shape[0]])
+    transform[:, :2] /= shrink
+    return small, transform, shrink
 
 
 def _warp_onto(
-    query_gray: np.ndarray, transform: np.ndarray, size: tuple[int, int]
+    query: np.ndarray, transform: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The query warped into a (width, height) canvas, and the mask of pixels it covers."""
-    warped = cv2.warpAffine(query_gray, transform, size, flags=cv2.INTER_LINEAR)
-    inside = cv2.warpAffine(
-        np.full(query_gray.shape, 255, np.uint8), transform, size, flags=cv2.INTER_NEAREST
-    )
+    """The query (grey or colour) warped into a (width, height) canvas, and the mask of pixels
+    it covers."""
+    warped = cv2.warpAffine(query, transform, size, flags=cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(np.full(query.shape[:2], 255, np.uint8), transform, size, flags=cv2.INTER_NEAREST)
     return warped, inside
 
 
@@ -138,8 +166,9 @@ def _refined(query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.nda
 
 def _share_of_agreeing_blocks(
     query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.ndarray
-) -> Agreement | None:
-    """Block agreement of a query already at about the preview's scale, under ``transform``."""
+) -> tuple[float, int] | None:
+    """Block agreement of a query already at about the preview's scale, under ``transform``:
+    the share of judged blocks that agree, and how many were judged."""
     height, width = preview_gray.shape
     rows, cols = height // _BLOCK, width // _BLOCK
     warped, inside = _warp_onto(query_gray, transform, (width, height))
@@ -168,5 +197,118 @@ def _share_of_agreeing_blocks(
     judged = int((in_query | in_preview).sum())
     if judged < _MIN_JUDGED_BLOCKS:
         return None
-    agreeing = int((in_query & in_preview & (correlation > _AGREEING_CORRELATION)).sum())
-    return Agreement(share=agreeing / judged, judged=judged)
+    both_not_flat = (q_std > _NOT_FLAT_STD) & (p_std > _NOT_FLAT_STD)
+    agreeing = int(((in_query | in_preview) & both_not_flat & (correlation > _AGREEING_CORRELATION)).sum())
+    return agreeing / judged, judged
+
+
+def locate_within(
+    query_gray: np.ndarray, preview_gray: np.ndarray, *, min_coverage: float
+) -> np.ndarray | None:
+    """Where in the original's preview an upright crop or rescaled copy lies, found without keypoints.
+
+    Flat drawings (a heart, a flag, a bucket) have too few distinctive corners for keypoints to
+    align a crop of them, yet the crop is plainly a window of the original. So the query is
+    slid over the preview at every scale from filling it down to covering ``min_coverage`` of
+    it (normalised cross-correlation, as in template matching), at half the preview's
+    resolution (~5 ms for a 256 px preview); the best placement is returned as the 2x3 map from
+    query pixels to preview pixels, for ``block_agreement`` to refine and judge. The best
+    placement exists for any pair of images, so only that judgement says whether it is a copy.
+    None: the query is too flat or too small to place.
+    """
+    coarse = cv2.pyrDown(preview_gray)
+    height, width = coarse.shape
+    query_height, query_width = query_gray.shape
+    largest = min(width / query_width, height / query_height)
+    smallest = (min_coverage * width * height / (query_width * query_height)) ** 0.5
+    # Shrink the query once to the largest template; every smaller one is made from that.
+    base = cv2.resize(
+        query_gray,
+        (max(1, round(query_width * largest)), max(1, round(query_height * largest))),
+        interpolation=cv2.INTER_AREA,
+    )
+    best_score, best = -1.0, None
+    scale = largest
+    while scale >= smallest * 0.999:
+        size = (round(query_width * scale), round(query_height * scale))
+        if min(size) < _MIN_TEMPLATE_SIDE:
+            break
+        template = base if scale == largest else cv2.resize(base, size, interpolation=cv2.INTER_AREA)
+        if template.std() >= 1:  # a flat template correlates with nothing (and divides by zero)
+            scores = cv2.matchTemplate(coarse, template, cv2.TM_CCOEFF_NORMED)
+            _, score, _, (x, y) = cv2.minMaxLoc(scores)
+            if score > best_score:
+                best_score = score
+                best = np.array(
+                    [[2 * size[0] / query_width, 0, 2 * x], [0, 2 * size[1] / query_height, 2 * y]],
+                    np.float64,
+                )
+        scale /= _LOCATE_SCALE_STEP
+    return None if best is None else _placed_finer(query_gray, preview_gray, best)
+
+
+def _placed_finer(query_gray: np.ndarray, preview_gray: np.ndarray, coarse_map: np.ndarray) -> np.ndarray:
+    """A coarse placement searched again at the preview's full resolution, half a scale step
+    either way and a few pixels around: a whole step off leaves a crop's far side several
+    pixels out, more than the refinement in ``block_agreement`` may move."""
+    query_height, query_width = query_gray.shape
+    height, width = preview_gray.shape
+    scale, left, top = coarse_map[0, 0], int(coarse_map[0, 2]), int(coarse_map[1, 2])
+    best_score, best = -1.0, coarse_map
+    for factor in (_LOCATE_SCALE_STEP**-0.5, 1.0, _LOCATE_SCALE_STEP**0.5):
+        size = (round(query_width * scale * factor), round(query_height * scale * factor))
+        margin = 4 + abs(size[0] - round(query_width * scale))
+        x0, y0 = max(0, left - margin), max(0, top - margin)
+        window = preview_gray[
+            y0 : min(height, top + size[1] + margin), x0 : min(width, left + size[0] + margin)
+        ]
+        if window.shape[0] < size[1] or window.shape[1] < size[0]:
+            continue
+        template = cv2.resize(query_gray, size, interpolation=cv2.INTER_AREA)
+        if template.std() < 1:
+            continue
+        _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED))
+        if score > best_score:
+            best_score = score
+            best = np.array(
+                [[size[0] / query_width, 0, x0 + x], [0, size[1] / query_height, y0 + y]], np.float64
+            )
+    return best
+
+
+def hue_agreement(
+    query_rgb: np.ndarray, preview_rgb: np.ndarray, query_to_preview: np.ndarray
+) -> float | None:
+    """The share of the query's coloured blocks whose hue the aligned preview block shares.
+
+    Grey structure alone aligns repetitive drawings that differ only in colour (a blue-striped
+    flag's crop on a red-striped flag). Hue survives brightness, contrast and saturation edits,
+    so coloured blocks of a copy keep it; a block of the query counts as coloured above a CIELAB
+    chroma of 10, and agrees where the preview's block has some colour (chroma 5) within 30
+    degrees of its hue. None: the query has too few coloured blocks (a grey drawing, a
+    greyscale copy) to say.
+    """
+    height, width = preview_rgb.shape[:2]
+    rows, cols = height // _BLOCK, width // _BLOCK
+    query_rgb, transform, _ = _at_preview_scale(query_rgb, query_to_preview)
+    warped, inside = _warp_onto(query_rgb, transform, (width, height))
+    complete = _blocks(inside, rows, cols).min(axis=2) > 0
+    query_ab, preview_ab = _block_chroma(warped, rows, cols), _block_chroma(preview_rgb, rows, cols)
+    query_chroma = np.hypot(query_ab[..., 0], query_ab[..., 1])
+    coloured = complete & (query_chroma > _CHROMATIC)
+    if coloured.sum() < _MIN_CHROMATIC_BLOCKS:
+        return None
+    preview_chroma = np.hypot(preview_ab[..., 0], preview_ab[..., 1])
+    hue_gap = np.angle(
+        (query_ab[..., 0] + 1j * query_ab[..., 1]) / (preview_ab[..., 0] + 1j * preview_ab[..., 1] + 1e-9)
+    )
+    same = (preview_chroma > _CHROMATIC / 2) & (np.abs(np.degrees(hue_gap)) < _SAME_HUE_DEGREES)
+    return float(same[coloured].mean())
+
+
+def _block_chroma(rgb: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Each block's mean CIELAB (a*, b*): (rows, cols, 2)."""
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.float32)
+    ab = lab[: rows * _BLOCK, : cols * _BLOCK, 1:] - 128  # OpenCV offsets a* and b* by 128 in uint8
+    means: np.ndarray = ab.reshape(rows, _BLOCK, cols, _BLOCK, 2).mean(axis=(1, 3))
+    return means

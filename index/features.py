@@ -194,6 +194,21 @@ def _polygon_area(polygon: np.ndarray) -> float:
     return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
 
 
+def mapped_region(
+    transform: np.ndarray, size: tuple[int, int], reference_size: tuple[int, int]
+) -> tuple[tuple[tuple[float, float], ...], float]:
+    """The polygon of the reference (its pixels) that an image of ``size`` shows under the 2x3
+    ``transform`` from its pixels to the reference's, clipped to the reference, and that
+    polygon's share of the reference's area."""
+    width, height = size
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
+    mapped = corners @ transform[:, :2].T + transform[:, 2]
+    region = _clip_polygon(mapped, *reference_size)
+    area = reference_size[0] * reference_size[1]
+    coverage = _polygon_area(region) / area if len(region) else 0.0
+    return tuple((round(float(x), 1), round(float(y), 1)) for x, y in region), round(coverage, 4)
+
+
 def verify_geometry(
     query: LocalFeatures,
     reference: LocalFeatures,
@@ -246,15 +261,14 @@ def verify_geometry(
     scale = float(np.hypot(transform[0, 0], transform[1, 0])) * query.scale / reference.scale
     if inliers < 4 or not MIN_SCALE <= scale <= MAX_SCALE:
         return None
-    corners = np.array([[0, 0], [query.width, 0], [query.width, query.height], [0, query.height]], np.float64)
-    mapped = corners @ transform[:, :2].T + transform[:, 2]
-    region = _clip_polygon(mapped, reference.width, reference.height)
-    coverage = _polygon_area(region) / (reference.width * reference.height) if len(region) else 0.0
+    region, coverage = mapped_region(
+        transform, (query.width, query.height), (reference.width, reference.height)
+    )
     return GeometricMatch(
         inliers=inliers,
         tentative_matches=len(good),
-        region=tuple((round(float(x), 1), round(float(y), 1)) for x, y in region),
-        coverage=round(coverage, 4),
+        region=region,
+        coverage=coverage,
         scale=scale,
         rotation_degrees=float(np.degrees(np.arctan2(transform[1, 0], transform[0, 0]))),
         transform=transform,
