@@ -28,16 +28,40 @@ class Thresholds:
     # a share of 0.9 at inliers_match, falling linearly to 0.6 at 40 more inliers. Coincidences
     # of shapes and glyphs bring 20-40 inliers (an empty circle against part of a bowling ball:
     # 24 inliers, share 0.83); overlays lower a copy's share but not its inliers. Below
-    # inliers_match (a small crop, a thumbnail) only a near-identical overlap will do.
+    # inliers_match (a small crop, a thumbnail) the keypoints prove little (a letter's bowl on
+    # a beaver's back: 14 inliers, all 18 blocks agreeing), and the overlap must pass as a
+    # placement found without keypoints does (the dense_* thresholds below).
     agreement_at_fewest_inliers: float = 0.9
     agreement_at_many_inliers: float = 0.6
     agreement_span_inliers: int = 40
-    agreement_below_match: float = 0.95
     inliers_alone: int = 300  # so many inliers need no dense confirmation (largest coincidence: 60)
+    # Where the overlap is too calm for the dense check to judge (a misty wallpaper's crop), a
+    # coincidence has little to align: shapes and glyphs that line up by chance are structure,
+    # which the check would judge. So many inliers there are a copy's (benchmark: wrong records
+    # on unjudgeable overlaps reach at most 34 inliers).
+    inliers_unjudged: int = 60
     # A PDQ hit between possible and match (a thumbnail of a drawing, a heavy re-encode) is a
     # match when the whole suspect, scaled onto the original, agrees this much (benchmark: wrong
     # records within pdq_possible reach at most 0.74).
     pdq_agreement: float = 0.9
+    # PDQ sees only where an image is dark and where it is light, so two simple layouts can
+    # share a hash (a flag's coloured bands against a dark screen's frame: 18-26 bits apart).
+    # A hit within pdq_match whose whole aligned image disagrees below this share stays a
+    # possible match.
+    pdq_match_agreement: float = 0.5
+    # An overlap judged on its blocks alone (a crop placed without keypoints by
+    # index.alignment.locate_within, or a geometric match of few inliers) is a match when so
+    # much of it, with at least dense_min_blocks structured blocks, agrees (more below
+    # dense_many_blocks), and, where the query has colour, so many of its coloured blocks keep
+    # their hue. The best placement of a wrong record is the best of thousands (benchmark probe,
+    # 19,485 wrong candidates of crops and never-registered images, where hue did not tell: 0.88
+    # with 32-47 blocks, 0.86 with 48-63, 0.66 with 64 or more; stripes on stripes of another
+    # colour reached 0.91 at hue 0.05).
+    dense_agreement: float = 0.9
+    dense_agreement_few: float = 0.95
+    dense_min_blocks: int = 32
+    dense_many_blocks: int = 64
+    dense_hue_agreement: float = 0.8
 
 
 def _ramp(value: float, possible: float, match: float, saturate: float) -> float:
@@ -55,38 +79,80 @@ def _ramp(value: float, possible: float, match: float, saturate: float) -> float
 def pdq_confidence(
     distance: int, quality: int, thresholds: Thresholds, agreement: float | None = None
 ) -> float:
-    """Confidence from a PDQ Hamming distance and, for a possible match, the share of the whole
-    aligned image that agrees (None: not judged); low-quality hashes never reach a match."""
+    """Confidence from a PDQ Hamming distance and the share of the whole aligned image that
+    agrees (None: not judged); low-quality hashes never reach a match."""
     confidence = _ramp(distance, thresholds.pdq_possible, thresholds.pdq_match, 0)
     if quality < thresholds.pdq_min_quality:
         return min(confidence, MATCH_CONFIDENCE - 0.01)
-    if confidence >= POSSIBLE_CONFIDENCE and agreement is not None and agreement >= thresholds.pdq_agreement:
+    if agreement is None or confidence < POSSIBLE_CONFIDENCE:
+        return confidence
+    if agreement >= pdq_agreement_needed(distance, thresholds):
         return max(confidence, MATCH_CONFIDENCE)
-    return confidence
+    return min(confidence, MATCH_CONFIDENCE - 0.01)
+
+
+def pdq_agreement_needed(distance: int, thresholds: Thresholds) -> float:
+    """The whole-image agreement a PDQ hit at ``distance`` needs to be a match: a little to
+    stay one within pdq_match, a near-identical image beyond it."""
+    return thresholds.pdq_match_agreement if distance <= thresholds.pdq_match else thresholds.pdq_agreement
 
 
 def required_agreement(inliers: int, thresholds: Thresholds) -> float:
-    """The dense agreement share a geometric match with ``inliers`` inliers needs to be a match."""
+    """The agreement a geometric match with ``inliers`` inliers needs to be a match (below
+    inliers_match: the most that ``dense_agreement_needed`` may ask)."""
     if inliers < thresholds.inliers_match:
-        return thresholds.agreement_below_match
-    progress = min(1.0, max(0.0, (inliers - thresholds.inliers_match) / thresholds.agreement_span_inliers))
+        return thresholds.dense_agreement_few
+    progress = min(1.0, (inliers - thresholds.inliers_match) / thresholds.agreement_span_inliers)
     high, low = thresholds.agreement_at_fewest_inliers, thresholds.agreement_at_many_inliers
     return high - (high - low) * progress
 
 
-def geometry_confidence(inliers: int, agreement: float | None, thresholds: Thresholds) -> float:
+def dense_agreement_needed(blocks: int, thresholds: Thresholds) -> float | None:
+    """The agreement an overlap judged on its blocks alone needs, by how many blocks were
+    judged; None: too few to stand alone."""
+    if blocks < thresholds.dense_min_blocks:
+        return None
+    return (
+        thresholds.dense_agreement
+        if blocks >= thresholds.dense_many_blocks
+        else thresholds.dense_agreement_few
+    )
+
+
+def geometry_confidence(
+    inliers: int, agreement: float | None, blocks: int, thresholds: Thresholds, hue: float | None = None
+) -> float:
     """Confidence from the inlier count of a verified similarity transform and the share of the
-    aligned overlap that agrees (None: too little structure to judge). Confirmed geometry is a
-    match even with few inliers; unconfirmed geometry stays a possible match, for a person to
-    review."""
+    aligned overlap that agrees over ``blocks`` judged blocks (None: too little structure to
+    judge). Confirmed geometry is a match even with few inliers; unconfirmed geometry stays a
+    possible match, for a person to review. An overlap too calm to judge is confirmed by many
+    inliers alone; one of few inliers as a placement without keypoints is, ``hue`` included."""
     match = thresholds.inliers_match
     confidence = _ramp(inliers, thresholds.inliers_possible, match, 4 * match)
     if inliers >= thresholds.inliers_alone:
         return confidence
-    if inliers >= thresholds.inliers_possible and agreement is not None:
-        if agreement >= required_agreement(inliers, thresholds):
-            return max(confidence, MATCH_CONFIDENCE)
+    if agreement is None:
+        confirmed = inliers >= thresholds.inliers_unjudged
+    elif inliers < thresholds.inliers_match:
+        standalone = dense_confidence(agreement, blocks, hue, thresholds)
+        confirmed = inliers >= thresholds.inliers_possible and standalone >= MATCH_CONFIDENCE
+    else:
+        confirmed = agreement >= required_agreement(inliers, thresholds)
+    if confirmed:
+        return max(confidence, MATCH_CONFIDENCE)
     return min(confidence, MATCH_CONFIDENCE - 0.01)
+
+
+def dense_confidence(agreement: float, blocks: int, hue: float | None, thresholds: Thresholds) -> float:
+    """Confidence from the block agreement (``agreement`` over ``blocks`` judged blocks) and the
+    hue agreement (None: the query has too little colour) of a crop placed by dense search: a
+    match or nothing, since a placement is always found and a weak one is no evidence at all."""
+    needed = dense_agreement_needed(blocks, thresholds)
+    if needed is None or agreement < needed:
+        return 0.0
+    if hue is not None and hue < thresholds.dense_hue_agreement:
+        return 0.0
+    return MATCH_CONFIDENCE + (_TOP - MATCH_CONFIDENCE) * (agreement - needed) / (1 - needed)
 
 
 def verdict_for(confidence: float) -> str:

@@ -110,6 +110,7 @@ def match_json(match: RecordMatch, *, private: bool) -> dict[str, Any]:
                     ("distance", m.distance),
                     ("score", m.score),
                     ("agreement", m.agreement),
+                    ("blocks", m.blocks),
                     ("confidence", m.confidence),
                 )
                 if value is not None

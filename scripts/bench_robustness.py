@@ -427,6 +427,9 @@ def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
                 next((x.score for x in m.methods if x.method == "local_features"), 0),
                 next((x.agreement for x in m.methods if x.method == "local_features"), None),
                 max((x.confidence for x in m.methods if x.method != "local_features"), default=0.0),
+                next((x.distance for x in m.methods if x.method == "pdq"), None),
+                next((x.agreement for x in m.methods if x.method == "pdq"), None),
+                next((x.blocks for x in m.methods if x.method == "local_features"), None),
             ]
             for m in result.matches
         ],
@@ -471,8 +474,8 @@ def rescore(results: list[dict[str, Any]], thresholds: Thresholds, names: dict[s
     for r in results:
         scored = sorted(
             (
-                (max(geometry_confidence(inliers, agreement, thresholds), other), gid)
-                for gid, inliers, agreement, other in r["evidence"]
+                (max(geometry_confidence(inliers, agreement, blocks or 0, thresholds), other), gid)
+                for gid, inliers, agreement, other, _, _, blocks in r["evidence"]
             ),
             reverse=True,
         )
@@ -586,7 +589,11 @@ def main() -> None:
         help="with --rescore: the dense agreement shares to try (at inliers-match, 40 inliers more)",
     )
     parser.add_argument(
-        "--agreement-below-match", type=float, help="with --rescore: the share asked below inliers-match"
+        "--dense-agreement",
+        type=float,
+        nargs=2,
+        metavar=("FEW_BLOCKS", "MANY_BLOCKS"),
+        help="with --rescore: the shares asked of few-inlier matches (below 64 judged blocks, from 64)",
     )
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--seed", type=int, default=2026)
@@ -606,9 +613,10 @@ def main() -> None:
             thresholds = replace(
                 thresholds, agreement_at_fewest_inliers=fewest, agreement_at_many_inliers=many
             )
-        if args.agreement_below_match:
-            thresholds = replace(thresholds, agreement_below_match=args.agreement_below_match)
-        if args.inliers_match or args.agreement or args.agreement_below_match:
+        if args.dense_agreement:
+            few, many = args.dense_agreement
+            thresholds = replace(thresholds, dense_agreement_few=few, dense_agreement=many)
+        if args.inliers_match or args.agreement or args.dense_agreement:
             rescore(saved["results"], thresholds, saved["names"])
             print(f"rescored with {thresholds}")
         report(saved["results"], saved["records"], saved["ram_per_record"])

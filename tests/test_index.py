@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 import index.search as search_module
 from index import (
+    MATCH_CONFIDENCE,
     Candidate,
     FingerprintIndex,
     FingerprintStore,
@@ -20,6 +21,7 @@ from index import (
     PdqHit,
     Thresholds,
     block_agreement,
+    dense_confidence,
     dihedral_variant,
     extract_local_features,
     fingerprint_image,
@@ -282,18 +284,48 @@ def test_a_flat_overlap_cannot_be_judged() -> None:
 
 def test_geometry_needs_agreement_to_be_a_match_unless_its_inliers_are_overwhelming() -> None:
     thresholds = Thresholds()
-    few = thresholds.inliers_match
-    assert verdict_for(geometry_confidence(few, 0.95, thresholds)) == "matched"
+    few, blocks = thresholds.inliers_match, 100
+    assert verdict_for(geometry_confidence(few, 0.95, blocks, thresholds)) == "matched"
     # A circle's rim against part of a bowling ball: 24 inliers, agreement 0.83 (benchmark).
-    assert verdict_for(geometry_confidence(few + 4, 0.83, thresholds)) == "possible_match"
-    assert verdict_for(geometry_confidence(few, None, thresholds)) == "possible_match"
+    assert verdict_for(geometry_confidence(few + 4, 0.83, blocks, thresholds)) == "possible_match"
     # An overlay hides part of a copy, lowering its share but not its many inliers.
-    assert verdict_for(geometry_confidence(few + 60, 0.62, thresholds)) == "matched"
-    assert verdict_for(geometry_confidence(thresholds.inliers_alone, None, thresholds)) == "matched"
-    # Few inliers (a small crop): only a near-identical overlap makes it a match.
-    assert verdict_for(geometry_confidence(few - 5, 0.98, thresholds)) == "matched"
-    assert verdict_for(geometry_confidence(few - 5, 0.9, thresholds)) == "possible_match"
-    assert verdict_for(geometry_confidence(thresholds.inliers_possible - 1, 1.0, thresholds)) == "no_match"
+    assert verdict_for(geometry_confidence(few + 60, 0.62, blocks, thresholds)) == "matched"
+    assert verdict_for(geometry_confidence(thresholds.inliers_alone, None, 0, thresholds)) == "matched"
+    assert (
+        verdict_for(geometry_confidence(thresholds.inliers_possible - 1, 1.0, blocks, thresholds))
+        == "no_match"
+    )
+
+
+def test_an_overlap_too_calm_to_judge_needs_many_inliers() -> None:
+    thresholds = Thresholds()
+    assert verdict_for(geometry_confidence(thresholds.inliers_match, None, 0, thresholds)) == "possible_match"
+    assert verdict_for(geometry_confidence(thresholds.inliers_unjudged, None, 0, thresholds)) == "matched"
+
+
+def test_few_inliers_need_an_overlap_that_would_pass_without_keypoints() -> None:
+    """A small crop's keypoints prove little: a letter's bowl lined up with a beaver's back
+    (14 inliers, all of 18 blocks agreeing)."""
+    thresholds = Thresholds()
+    few = thresholds.inliers_match - 5
+    assert verdict_for(geometry_confidence(few, 1.0, 18, thresholds)) == "possible_match"
+    assert verdict_for(geometry_confidence(few, 0.93, 40, thresholds)) == "possible_match"
+    assert verdict_for(geometry_confidence(few, 0.96, 40, thresholds)) == "matched"
+    assert verdict_for(geometry_confidence(few, 0.92, 80, thresholds)) == "matched"
+    for blocks, share in ((18, 1.0), (40, 0.96), (80, 0.92)):
+        matched = verdict_for(geometry_confidence(few, share, blocks, thresholds)) == "matched"
+        assert matched == (dense_confidence(share, blocks, None, thresholds) >= MATCH_CONFIDENCE)
+
+
+def test_a_placement_found_without_keypoints_is_a_match_only_with_enough_agreement_and_hue() -> None:
+    thresholds = Thresholds()
+    assert verdict_for(dense_confidence(0.97, 40, None, thresholds)) == "matched"
+    assert verdict_for(dense_confidence(0.97, 40, 0.95, thresholds)) == "matched"
+    # Stripes on stripes of another colour: the grey structure agrees, the hue does not.
+    assert verdict_for(dense_confidence(0.97, 40, 0.05, thresholds)) == "no_match"
+    assert verdict_for(dense_confidence(0.91, 40, None, thresholds)) == "no_match"
+    assert verdict_for(dense_confidence(0.91, 80, None, thresholds)) == "matched"
+    assert verdict_for(dense_confidence(1.0, thresholds.dense_min_blocks - 1, None, thresholds)) == "no_match"
 
 
 def test_a_possible_pdq_hit_is_a_match_only_when_the_whole_image_agrees() -> None:

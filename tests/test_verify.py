@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 
 import numpy as np
 import pytest
@@ -234,3 +235,77 @@ def test_mirrored_copy_of_a_calm_picture_is_confirmed_by_its_turned_back_feature
     assert best["generation_id"] == signed.generation_id
     methods = {m["method"]: m for m in best["methods"]}
     assert methods["pdq"]["confidence"] < 0.9 <= methods["local_features"]["confidence"]
+
+
+def flat_discs(palette: tuple[str, ...], seed: int = 1) -> Image.Image:
+    """Overlapping discs of flat colour, drawn large and scaled down: smooth edges, no corners."""
+    rng = random.Random(seed)
+    large = Image.new("RGB", (3200, 2400), "white")
+    draw = ImageDraw.Draw(large)
+    for _ in range(14):
+        radius, x, y = rng.randint(150, 450), rng.randint(0, 3200), rng.randint(0, 2400)
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=rng.choice(palette))
+    return large.resize((800, 600), Image.Resampling.LANCZOS)
+
+
+def striped_flag(colour: str) -> Image.Image:
+    """Nine stripes and a cross in the canton, in one colour on white."""
+    flag = Image.new("RGB", (900, 600), "white")
+    draw = ImageDraw.Draw(flag)
+    for stripe in range(0, 9, 2):
+        draw.rectangle((0, round(stripe * 600 / 9), 900, round((stripe + 1) * 600 / 9) - 1), fill=colour)
+    draw.rectangle((0, 0, 333, 333), fill=colour)
+    draw.rectangle((0, 133, 333, 199), fill="white")
+    draw.rectangle((133, 0, 199, 333), fill="white")
+    return flag
+
+
+@pytest.mark.parametrize("anchor", [(0.0, 1.0), (0.2, 0.2)])
+def test_a_crop_of_a_flat_drawing_is_placed_in_it_without_keypoints(
+    client: FlaskClient, signing_key: str, anchor: tuple[float, float]
+) -> None:
+    """Smooth flat shapes give keypoints too few and too alike to align a crop of them."""
+    signed = register(
+        client, signing_key, transforms.encode(flat_discs(("#d01c1f", "#f2b705", "#e8702a")), "PNG")
+    )
+    cropped, box = transforms.crop(signed.data, 0.25, anchor)
+    result = verify(client, cropped)
+    assert result["verdict"] == "matched"
+    best = result["matches"][0]
+    assert best["generation_id"] == signed.generation_id
+    assert [m["method"] for m in best["methods"]] == ["dense_alignment"]
+    assert polygon_iou(best["region"], box) > 0.9
+    assert 0.2 < best["coverage"] < 0.3
+
+
+def test_a_crop_of_the_same_design_in_other_colours_is_not_matched(
+    client: FlaskClient, signing_key: str
+) -> None:
+    """Flags share designs and differ in colour: grey structure lines the crop up (with few
+    keypoints and without), the hue tells them apart."""
+    signed = register(client, signing_key, transforms.encode(striped_flag("#0d5eaf"), "PNG"))
+    own, _ = transforms.crop(signed.data, 0.25, (0.2, 0.2))
+    assert verify(client, own)["matches"][0]["generation_id"] == signed.generation_id
+    other, _ = transforms.crop(transforms.encode(striped_flag("#c8102e"), "PNG"), 0.25, (0.2, 0.2))
+    result = verify(client, other)
+    assert result["verdict"] != "matched"
+    assert all(m["verdict"] != "matched" for m in result["matches"])
+
+
+def test_two_layouts_alike_to_pdq_are_not_matched(client: FlaskClient, signing_key: str) -> None:
+    """PDQ sees where an image is dark and light: a plain dark panel and a speaker grille of the
+    same size share a hash; laid over each other they disagree."""
+    grille = Image.new("RGB", (800, 600), "white")
+    draw = ImageDraw.Draw(grille)
+    draw.rectangle((200, 100, 699, 499), fill="#303030")
+    for y in range(104, 496, 20):
+        for x in range(204, 696, 20):
+            draw.ellipse((x, y, x + 8, y + 8), fill="#b0b0b0")
+    register(client, signing_key, transforms.encode(grille, "PNG"))
+    panel = Image.new("RGB", (800, 600), "white")
+    ImageDraw.Draw(panel).rectangle((200, 100, 699, 499), fill="#555555")
+    result = verify(client, transforms.encode(panel, "PNG"))
+    assert result["verdict"] != "matched"
+    hit = result["matches"][0]["methods"][0]
+    assert hit["method"] == "pdq" and hit["distance"] <= Thresholds().pdq_match
+    assert hit["agreement"] < Thresholds().pdq_match_agreement

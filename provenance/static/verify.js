@@ -73,6 +73,9 @@
       (m.agreement === undefined
         ? "."
         : `; laid over the original, ${Math.round(100 * m.agreement)} % of the shared picture looks the same.`),
+    dense_alignment: (m) =>
+      "Slid over the original at every size, it fits one place exactly: there, " +
+      `${Math.round(100 * m.agreement)} % of the shared picture looks the same.`,
   };
 
   const PROBLEMS = {
