@@ -442,8 +442,8 @@ def diagnose(image: Image.Image, data: bytes, expected: str) -> dict[str, object
     assert _verifier is not None and _settings is not None
     from index import FingerprintStore, verify_geometry
     from provenance.imaging import decode_image
+    from provenance.matching import QUERY_DESCRIPTORS
     from provenance.records import RecordStore
-    from provenance.verify import QUERY_DESCRIPTORS
 
     decoded = decode_image(data, max_bytes=10**9, max_pixels=10**9).image
     with db.connect(_settings.database) as connection:

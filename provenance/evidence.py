@@ -1,0 +1,91 @@
+"""What the read path's stages find: each method's evidence for a record, and the suspect they share."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from index import MATCH_CONFIDENCE, Agreement
+
+LOW_DETAIL_PDQ_QUALITY = 50
+LOW_DETAIL_KEYPOINTS = 100
+
+
+@dataclass(frozen=True)
+class MethodEvidence:
+    """One method's raw evidence for a record: a distance (PDQ, bits) or a score (inliers), and
+    the share of the aligned overlap that agrees over how many structured blocks (None: not
+    judged)."""
+
+    method: str  # exact_bytes | exact_pixels | c2pa | pdq | local_features | dense_alignment
+    distance: int | None = None
+    score: int | None = None
+    agreement: float | None = None
+    blocks: int | None = None
+    confidence: float = 0.0
+
+
+def judged(method: str, agreement: Agreement | None, confidence: float, **raw: int | None) -> MethodEvidence:
+    """A method's evidence with the dense agreement it was judged on, if any."""
+    return MethodEvidence(
+        method,
+        agreement=None if agreement is None else round(agreement.share, 3),
+        blocks=None if agreement is None else agreement.blocks,
+        confidence=round(confidence, 4),
+        **raw,
+    )
+
+
+@dataclass(frozen=True)
+class QueryDetail:
+    """How much identifying detail the suspect has. Flat or featureless images (PDQ quality
+    below 50 and few keypoints: a plain gradient, a blank page) cannot be matched with
+    precision by anyone; saying so tells a reviewer why "no match" means little there."""
+
+    pdq_quality: int
+    keypoints: int
+
+    @property
+    def low_detail(self) -> bool:
+        return self.pdq_quality < LOW_DETAIL_PDQ_QUALITY and self.keypoints < LOW_DETAIL_KEYPOINTS
+
+
+class Suspect:
+    """The decoded suspect image, with the grey copy that dense checks share made at most once."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self.image = image
+
+    @functools.cached_property
+    def gray(self) -> np.ndarray:
+        return np.asarray(self.image.convert("L"))
+
+    @functools.cached_property
+    def rgb(self) -> np.ndarray:
+        return np.asarray(self.image.convert("RGB"))
+
+
+@dataclass
+class Evidence:
+    """Evidence gathered for one record while the stages run."""
+
+    methods: list[MethodEvidence] = field(default_factory=list)
+    inliers: int = 0  # of the best geometric match so far
+    region: tuple[tuple[float, float], ...] | None = None
+    coverage: float | None = None
+
+    def keep(self, method: MethodEvidence) -> None:
+        """Keep ``method`` as this method's evidence, in place of any earlier one."""
+        self.methods = [m for m in self.methods if m.method != method.method] + [method]
+
+    @property
+    def confidence(self) -> float:
+        return max((m.confidence for m in self.methods), default=0.0)
+
+
+def matched(evidence: dict[int, Evidence]) -> bool:
+    """Whether any record's evidence so far makes it a match."""
+    return max((e.confidence for e in evidence.values()), default=0.0) >= MATCH_CONFIDENCE

@@ -1,0 +1,359 @@
+"""The read path's perceptual matching: PDQ, then local features at three scales and a dense
+look, each later look only while nothing matched, gathering evidence per record."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from index import (
+    MATCH_CONFIDENCE,
+    PROCESSING_SIDE,
+    Agreement,
+    FingerprintIndex,
+    FingerprintStore,
+    GeometricMatch,
+    LocalFeatures,
+    Thresholds,
+    block_agreement,
+    dense_confidence,
+    dihedral_variant,
+    extract_local_features,
+    geometry_confidence,
+    hue_agreement,
+    locate_within,
+    mapped_region,
+    pdq_agreement_needed,
+    pdq_confidence,
+    pdq_dihedral,
+    required_agreement,
+    verify_geometry,
+)
+from provenance.evidence import Evidence, QueryDetail, Suspect, judged, matched
+from provenance.records import GenerationRecord, RecordStore
+
+QUERY_DESCRIPTORS = 500
+# The small look, for crops (the part shown is enlarged).
+SMALL_SIDE = 400
+SMALL_QUERY_DESCRIPTORS = 300
+# The large look: page chrome around a screenshotted picture wins the strongest corners, so
+# the picture's own keypoints only show up in a larger budget.
+LARGE_KEYPOINTS = 3000
+LARGE_QUERY_DESCRIPTORS = 600
+CANDIDATES_TO_VERIFY = 4
+MAX_CANDIDATES_TO_VERIFY = 8  # when none of the first four matched
+MIN_VOTES = 3
+# The large look verifies a candidate first in and around the densest window of its votes
+# (margin: a fraction of the query's side) and the whole query only from this many inliers
+# there: chance alignments of a wrong record mostly stop at RANSAC's minimum of 4 or 5, and a
+# threshold of 10 lost a screenshot whose picture spread beyond the window (11 inliers in all).
+WINDOW_MARGIN = 1 / 8
+WINDOW_INLIERS_FOR_WHOLE = 6
+# The dense look: the first candidates of the main and the small look, for crops that keep at
+# least a tenth of the original.
+DENSE_CANDIDATES = 3
+DENSE_MIN_COVERAGE = 0.1
+# A placement found at half the preview's resolution is a pixel or two off; refining it can
+# only rescue one that already agrees this much (benchmark probe: copies that end up passing
+# start at 0.43 or more; 3,488 of 3,538 wrong candidates below 0.5 skip the ~3 ms refinement).
+DENSE_REFINE_FROM = 0.3
+
+
+def _preview_agreement(
+    suspect: Suspect, record: GenerationRecord, to_original: np.ndarray, enough: float
+) -> Agreement | None:
+    """How the overlap agrees once the suspect is mapped by ``to_original`` (2x3, suspect pixels
+    to the original's) onto the record's stored preview; None: cannot judge."""
+    preview = np.asarray(Image.open(io.BytesIO(record.thumbnail)).convert("L"))
+    to_preview = to_original * (preview.shape[1] / record.width)
+    return block_agreement(suspect.gray, preview, to_preview, enough=enough)
+
+
+def _fitting(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` scaled down, if needed, to fit ``side`` on its long side."""
+    scale = min(1.0, side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+class Matcher:
+    """Finds the records a suspect may be a copy of, cheapest look first. One per process."""
+
+    def __init__(self, index: FingerprintIndex, thresholds: Thresholds, preview_side: int) -> None:
+        self._index = index
+        self.thresholds = thresholds
+        self._preview_side = preview_side
+
+    def search(
+        self,
+        suspect: Suspect,
+        records: RecordStore,
+        store: FingerprintStore,
+        evidence: dict[int, Evidence],
+        lap: Callable[[str], None],
+    ) -> QueryDetail:
+        """Add every record the suspect may be a copy of to ``evidence`` (by record id), calling
+        ``lap`` with each stage's name as it ends; returns how much detail the suspect has."""
+        thresholds = self.thresholds
+        image = suspect.image
+        hashes = pdq_dihedral(image)
+        pdq_hits = self._index.search_pdq(hashes, thresholds.pdq_possible)
+        for record_id, hit in pdq_hits.items():
+            # Two near-blank images share a hash by chance: the weaker side's quality decides.
+            quality = min(hashes[0].quality, store.pdq_quality(record_id))
+            agreement = None
+            if quality >= thresholds.pdq_min_quality:
+                # A hit is confirmed the way a geometric match is: aligned, does the whole
+                # image agree? That keeps two simple layouts alike to PDQ apart, and makes a
+                # whole copy that PDQ sees a little too far off (a thumbnail of a drawing) a match.
+                needed = pdq_agreement_needed(hit.distance, thresholds)
+                agreement = self._whole_image_agreement(suspect, records, record_id, hit.variant, needed)
+            share = None if agreement is None else agreement.share
+            confidence = pdq_confidence(hit.distance, quality, thresholds, share)
+            evidence.setdefault(record_id, Evidence()).keep(
+                judged("pdq", agreement, confidence, distance=hit.distance)
+            )
+        lap("pdq")
+        query = extract_local_features(image)
+        lap("local_extract")
+        voted = self._local_stage(suspect, query, records, store, evidence, lap)
+        detail = QueryDetail(pdq_quality=hashes[0].quality, keypoints=len(query))
+        # Local features do not survive mirroring. A PDQ hit through a mirrored or turned hash
+        # (too weak alone: a smooth picture's hash has low quality) tells which way to turn the
+        # suspect back; its local features then confirm that one record.
+        turned_back: dict[int, tuple[Suspect, LocalFeatures]] = {}
+        for record_id, hit in pdq_hits.items():
+            if hit.variant and evidence[record_id].confidence < MATCH_CONFIDENCE:
+                if hit.variant not in turned_back:
+                    upright = Suspect(dihedral_variant(image, hit.variant))
+                    turned_back[hit.variant] = (upright, extract_local_features(upright.image))
+                upright, features = turned_back[hit.variant]
+                self._verify_candidates(upright, features, [record_id], records, store, evidence)
+                lap("local_upright")
+        # The further looks only run while nothing matched, so a found copy costs one pass. (A
+        # mirrored look would find mirrored crops too, at another ~70 ms for every unmatched
+        # query; whole mirrored copies are found by PDQ's dihedral variants and the upright look.)
+        voted_small: list[int] = []
+        if not matched(evidence):
+            # A crop shows a part of the original enlarged: at the processing side its details
+            # are finer than the original's, beyond ORB's pyramid; a smaller look meets them.
+            small = extract_local_features(image, side=SMALL_SIDE)
+            lap("local_extract_small")
+            voted_small = self._local_stage(
+                suspect, small, records, store, evidence, lap, "small", SMALL_QUERY_DESCRIPTORS
+            )
+        if not matched(evidence):
+            # Keypoints of a flat drawing's crop are too few or too alike to align it, yet its
+            # record is usually among the first voted for (benchmark: 58 of 71 such misses in
+            # the top four of these two looks): place the crop in their previews densely.
+            top = voted[:DENSE_CANDIDATES] + voted_small[:DENSE_CANDIDATES]
+            self._dense_look(suspect, list(dict.fromkeys(top)), records, evidence)
+            lap("dense")
+        if not matched(evidence):
+            # A screenshot shows the original small, among page chrome: look again at twice the
+            # resolution (upsampling a small screenshot), where the picture's keypoints meet the
+            # original's at a similar scale, and count each record's votes where they cluster.
+            large = extract_local_features(image, side=2 * PROCESSING_SIDE, max_keypoints=LARGE_KEYPOINTS)
+            lap("local_extract_large")
+            self._local_stage(
+                suspect,
+                large,
+                records,
+                store,
+                evidence,
+                lap,
+                "large",
+                LARGE_QUERY_DESCRIPTORS,
+                densest_window=True,
+            )
+        return detail
+
+    def _local_stage(
+        self,
+        suspect: Suspect,
+        query: LocalFeatures,
+        records: RecordStore,
+        store: FingerprintStore,
+        evidence: dict[int, Evidence],
+        lap: Callable[[str], None],
+        variant: str = "",
+        descriptors: int = QUERY_DESCRIPTORS,
+        densest_window: bool = False,
+    ) -> list[int]:
+        """Vote for candidates with the query's descriptors and verify the best; returns the
+        voted record ids, best first."""
+        suffix = f"_{variant}" if variant else ""
+        positions = None
+        if densest_window:
+            positions = query.points[:descriptors] / np.array([query.width, query.height], np.float32)
+        candidates = self._index.search_local(
+            query.descriptors[:descriptors], positions=positions, limit=MAX_CANDIDATES_TO_VERIFY
+        )
+        ranked = [c.record_id for c in candidates if c.votes >= MIN_VOTES]
+        windows = {c.record_id: c.window for c in candidates if c.window is not None}
+        first = ranked[:CANDIDATES_TO_VERIFY] + [
+            r for r in evidence if r not in ranked
+        ]  # PDQ hits get a region too
+        lap("local_search" + suffix)
+        self._verify_candidates(suspect, query, first, records, store, evidence, windows)
+        if not matched(evidence):
+            # A crop or a small screenshot shares only part of the original's indexed descriptors
+            # and can rank below records with generic texture: look further down before giving up.
+            later = ranked[CANDIDATES_TO_VERIFY:]
+            self._verify_candidates(suspect, query, later, records, store, evidence, windows)
+        lap("local_verify" + suffix)
+        return ranked
+
+    def _verify_candidates(
+        self,
+        suspect: Suspect,
+        query: LocalFeatures,
+        record_ids: list[int],
+        records: RecordStore,
+        store: FingerprintStore,
+        evidence: dict[int, Evidence],
+        windows: dict[int, tuple[float, float, float, float]] | None = None,
+    ) -> None:
+        for record_id in record_ids:
+            reference = store.local_features(record_id)
+            if reference is None:
+                continue
+            window = windows.get(record_id) if windows else None
+            geometry = self._geometry(query, reference, window)
+            if geometry is None:
+                continue
+            # The region is in reference coordinates, and a rescaled query covers the same
+            # rectangle, so the larger look needs no correction.
+            found = evidence.setdefault(record_id, Evidence())
+            if geometry.inliers > found.inliers:
+                agreement = self._agreement(suspect, records, record_id, geometry)
+                confidence = self._geometry_confidence(suspect, records, record_id, geometry, agreement)
+                found.inliers = geometry.inliers
+                found.region, found.coverage = geometry.region, geometry.coverage
+                found.keep(judged("local_features", agreement, confidence, score=geometry.inliers))
+
+    def _geometry(
+        self,
+        query: LocalFeatures,
+        reference: LocalFeatures,
+        window: tuple[float, float, float, float] | None,
+    ) -> GeometricMatch | None:
+        """Verify a candidate, first where its votes cluster when the search says where that is.
+
+        The large look's 3,000 query descriptors cost ~14 ms per candidate, and a query that
+        matches nothing verifies eight there. A copy lies where its record's votes cluster, so
+        the query's keypoints in and around that window are checked first; the whole query is
+        matched only when they begin a transform (the picture may reach beyond the window),
+        which most wrong candidates never do. Benchmark, same hour: large-look verification
+        median 48 -> 33 ms on never-registered queries, no screenshot lost.
+        """
+        if window is None:
+            return verify_geometry(query, reference)
+        left, top, right, bottom = window
+        near = query.within(
+            left - WINDOW_MARGIN, top - WINDOW_MARGIN, right + WINDOW_MARGIN, bottom + WINDOW_MARGIN
+        )
+        geometry = verify_geometry(near, reference)
+        if geometry is None or geometry.inliers < WINDOW_INLIERS_FOR_WHOLE:
+            return geometry
+        whole = verify_geometry(query, reference)
+        return whole if whole is not None and whole.inliers > geometry.inliers else geometry
+
+    def _geometry_confidence(
+        self,
+        suspect: Suspect,
+        records: RecordStore,
+        record_id: int,
+        geometry: GeometricMatch,
+        agreement: Agreement | None,
+    ) -> float:
+        """A geometric match's confidence; one of few inliers is judged as a placement found
+        without keypoints is, its hue included (only asked for where the blocks confirm it)."""
+        if agreement is None:
+            return geometry_confidence(geometry.inliers, None, 0, self.thresholds)
+        confidence = geometry_confidence(geometry.inliers, agreement.share, agreement.blocks, self.thresholds)
+        if confidence >= MATCH_CONFIDENCE and geometry.inliers < self.thresholds.inliers_match:
+            hue = self._hue(suspect, records, record_id, agreement)
+            confidence = geometry_confidence(
+                geometry.inliers, agreement.share, agreement.blocks, self.thresholds, hue
+            )
+        return confidence
+
+    @staticmethod
+    def _hue(suspect: Suspect, records: RecordStore, record_id: int, agreement: Agreement) -> float | None:
+        """How the suspect's colours agree with the record's preview under the agreement's map."""
+        record = records.by_id(record_id)
+        if record is None:
+            return None
+        preview = np.asarray(Image.open(io.BytesIO(record.thumbnail)).convert("RGB"))
+        return hue_agreement(suspect.rgb, preview, agreement.transform)
+
+    def _agreement(
+        self, suspect: Suspect, records: RecordStore, record_id: int, geometry: GeometricMatch
+    ) -> Agreement | None:
+        """Dense agreement with the record's preview, judged only where it can decide a match."""
+        if not self.thresholds.inliers_possible <= geometry.inliers < self.thresholds.inliers_alone:
+            return None
+        record = records.by_id(record_id)
+        if record is None:
+            return None
+        # Refining the alignment costs ~4 ms; it can only matter below the share the rule asks.
+        enough = required_agreement(geometry.inliers, self.thresholds)
+        return _preview_agreement(suspect, record, geometry.transform, enough)
+
+    def _dense_look(
+        self, suspect: Suspect, record_ids: list[int], records: RecordStore, evidence: dict[int, Evidence]
+    ) -> None:
+        """Place the suspect, as an upright crop or rescaled copy, in each record's preview
+        without keypoints, and judge the placement block by block (and by hue, which can only
+        veto a placement that the blocks confirm)."""
+        # Previews are small: shrink the suspect to their size once, not for every record.
+        side = self._preview_side
+        small = Suspect(suspect.image.resize(_fitting(suspect.image.size, side), Image.Resampling.BILINEAR))
+        for record_id in record_ids:
+            record = records.by_id(record_id)
+            if record is None:
+                continue
+            preview_gray = np.asarray(Image.open(io.BytesIO(record.thumbnail)).convert("L"))
+            placed = locate_within(small.gray, preview_gray, min_coverage=DENSE_MIN_COVERAGE)
+            if placed is None:
+                continue
+            agreement = block_agreement(
+                small.gray,
+                preview_gray,
+                placed,
+                enough=self.thresholds.dense_agreement_few,
+                refine_from=DENSE_REFINE_FROM,
+            )
+            if (
+                agreement is None
+                or dense_confidence(agreement.share, agreement.blocks, None, self.thresholds) <= 0
+            ):
+                continue
+            hue = self._hue(small, records, record_id, agreement)
+            confidence = dense_confidence(agreement.share, agreement.blocks, hue, self.thresholds)
+            if confidence <= 0:
+                continue
+            found = evidence.setdefault(record_id, Evidence())
+            to_original = agreement.transform * (record.width / preview_gray.shape[1])
+            found.region, found.coverage = mapped_region(
+                to_original, small.image.size, (record.width, record.height)
+            )
+            found.keep(judged("dense_alignment", agreement, confidence))
+            return
+
+    def _whole_image_agreement(
+        self, suspect: Suspect, records: RecordStore, record_id: int, variant: int, enough: float
+    ) -> Agreement | None:
+        """Dense agreement of the whole suspect, turned as PDQ's winning hash saw it, with the
+        record's preview."""
+        upright = suspect if variant == 0 else Suspect(dihedral_variant(suspect.image, variant))
+        record = records.by_id(record_id)
+        if record is None:
+            return None
+        to_original = np.array(
+            [[record.width / upright.image.width, 0, 0], [0, record.height / upright.image.height, 0]]
+        )
+        return _preview_agreement(upright, record, to_original, enough)
