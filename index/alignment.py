@@ -25,10 +25,11 @@ import numpy as np
 _BLOCK = 8  # preview pixels per block side (a 256 px preview has 32 blocks across)
 _SMOOTHING_SIGMA = 1.5  # preview pixels; resampling, JPEG and noise differ at the pixel level
 _STRUCTURE_STD = 6.0  # grey-level standard deviation that makes a block count as structured
-# A structured block agrees where the other image's block correlates with it and is not flat.
-# The other side need not reach _STRUCTURE_STD itself: a thin edge near a block's border puts
-# most of its contrast in one block or the next as the map moves by a pixel (copies of flat
-# drawings: disagreeing blocks at 3 against 9 grey levels, correlated 0.99).
+# In an edge-tolerant comparison a structured block agrees where the other image's block
+# correlates with it and is merely not flat, short of _STRUCTURE_STD: a thin edge near a
+# block's border puts most of its contrast in one block or the next as the map moves by a
+# pixel (exact crops of flat drawings: disagreeing blocks at 3 against 9 grey levels,
+# correlated 0.99).
 _NOT_FLAT_STD = 2.0
 _AGREEING_CORRELATION = 0.5
 _MIN_JUDGED_BLOCKS = 16  # fewer cannot tell a copy from a coincidence (a tiny or flat overlap)
@@ -64,25 +65,29 @@ def block_agreement(
     *,
     enough: float = 1.0,
     refine_from: float = 0.0,
+    edge_tolerant: bool = False,
 ) -> Agreement | None:
     """How much of the overlap agrees once the query is aligned onto the original's preview.
 
     ``query_gray`` and ``preview_gray`` are 2-D uint8 arrays; ``query_to_preview`` is the 2x3
     affine map from query pixels to preview pixels. While the share is below ``enough`` (and
     not below ``refine_from``: too far off to be a copy misaligned by a pixel or two) the map
-    is refined densely (see ``_refined``) and the better of the two alignments counts. Returns
-    None when the overlap holds fewer than 16 structured blocks: too little to judge.
+    is refined densely (see ``_refined``) and the better of the two alignments counts. A block
+    agrees where both are structured and correlate, or with ``edge_tolerant`` where the other
+    is at least not flat (see _NOT_FLAT_STD); the thresholds that judge the share were
+    calibrated for one or the other. Returns None when the overlap holds fewer than 16
+    structured blocks: too little to judge.
     """
     height, width = preview_gray.shape
     if height // _BLOCK < 3 or width // _BLOCK < 3:
         return None
     query_gray, transform, shrink = _at_preview_scale(query_gray, query_to_preview)
-    best = _share_of_agreeing_blocks(query_gray, preview_gray, transform)
+    best = _share_of_agreeing_blocks(query_gray, preview_gray, transform, edge_tolerant)
     best_transform = transform
     worth_refining = best is None or refine_from <= best[0] < enough
     refined_transform = _refined(query_gray, preview_gray, transform) if worth_refining else None
     if refined_transform is not None:
-        refined = _share_of_agreeing_blocks(query_gray, preview_gray, refined_transform)
+        refined = _share_of_agreeing_blocks(query_gray, preview_gray, refined_transform, edge_tolerant)
         if refined is not None and (best is None or refined[0] > best[0]):
             best, best_transform = refined, refined_transform
     if best is None:
@@ -165,7 +170,7 @@ def _refined(query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.nda
 
 
 def _share_of_agreeing_blocks(
-    query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.ndarray
+    query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.ndarray, edge_tolerant: bool
 ) -> tuple[float, int] | None:
     """Block agreement of a query already at about the preview's scale, under ``transform``:
     the share of judged blocks that agree, and how many were judged."""
@@ -197,8 +202,11 @@ def _share_of_agreeing_blocks(
     judged = int((in_query | in_preview).sum())
     if judged < _MIN_JUDGED_BLOCKS:
         return None
-    both_not_flat = (q_std > _NOT_FLAT_STD) & (p_std > _NOT_FLAT_STD)
-    agreeing = int(((in_query | in_preview) & both_not_flat & (correlation > _AGREEING_CORRELATION)).sum())
+    if edge_tolerant:
+        comparable = (in_query | in_preview) & (q_std > _NOT_FLAT_STD) & (p_std > _NOT_FLAT_STD)
+    else:
+        comparable = in_query & in_preview
+    agreeing = int((comparable & (correlation > _AGREEING_CORRELATION)).sum())
     return agreeing / judged, judged
 
 
@@ -279,14 +287,14 @@ def _placed_finer(query_gray: np.ndarray, preview_gray: np.ndarray, coarse_map: 
 def hue_agreement(
     query_rgb: np.ndarray, preview_rgb: np.ndarray, query_to_preview: np.ndarray
 ) -> float | None:
-    """The share of the query's coloured blocks whose hue the aligned preview block shares.
+    """The share of the overlap's coloured blocks that are coloured alike in both images.
 
-    Grey structure alone aligns repetitive drawings that differ only in colour (a blue-striped
-    flag's crop on a red-striped flag). Hue survives brightness, contrast and saturation edits,
-    so coloured blocks of a copy keep it; a block of the query counts as coloured above a CIELAB
-    chroma of 10, and agrees where the preview's block has some colour (chroma 5) within 30
-    degrees of its hue. None: the query has too few coloured blocks (a grey drawing, a
-    greyscale copy) to say.
+    Grey structure alone lines up flat drawings that differ in colour: a flag's bands on
+    another flag's, a cross on a Nordic cross of other colours. Hue survives brightness,
+    contrast and saturation edits, so a copy keeps it: a block counts as coloured above a
+    CIELAB chroma of 10, and agrees where both images' blocks are (the other's chroma above 5)
+    with hues within 30 degrees. None: neither image has as many as 8 coloured blocks in the
+    overlap (grey drawings), so colour cannot tell.
     """
     height, width = preview_rgb.shape[:2]
     rows, cols = height // _BLOCK, width // _BLOCK
@@ -295,15 +303,21 @@ def hue_agreement(
     complete = _blocks(inside, rows, cols).min(axis=2) > 0
     query_ab, preview_ab = _block_chroma(warped, rows, cols), _block_chroma(preview_rgb, rows, cols)
     query_chroma = np.hypot(query_ab[..., 0], query_ab[..., 1])
-    coloured = complete & (query_chroma > _CHROMATIC)
-    if coloured.sum() < _MIN_CHROMATIC_BLOCKS:
-        return None
     preview_chroma = np.hypot(preview_ab[..., 0], preview_ab[..., 1])
+    query_coloured = complete & (query_chroma > _CHROMATIC)
+    preview_coloured = complete & (preview_chroma > _CHROMATIC)
+    if max(query_coloured.sum(), preview_coloured.sum()) < _MIN_CHROMATIC_BLOCKS:
+        return None
     hue_gap = np.angle(
-        (query_ab[..., 0] + 1j * query_ab[..., 1]) / (preview_ab[..., 0] + 1j * preview_ab[..., 1] + 1e-9)
+        (query_ab[..., 0] + 1j * query_ab[..., 1]) * (preview_ab[..., 0] - 1j * preview_ab[..., 1])
     )
-    same = (preview_chroma > _CHROMATIC / 2) & (np.abs(np.degrees(hue_gap)) < _SAME_HUE_DEGREES)
-    return float(same[coloured].mean())
+    alike = (
+        (query_chroma > _CHROMATIC / 2)
+        & (preview_chroma > _CHROMATIC / 2)
+        & (np.abs(np.degrees(hue_gap)) < _SAME_HUE_DEGREES)
+    )
+    coloured = query_coloured | preview_coloured
+    return float(alike[coloured].mean())
 
 
 def _block_chroma(rgb: np.ndarray, rows: int, cols: int) -> np.ndarray:

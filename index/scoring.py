@@ -28,12 +28,12 @@ class Thresholds:
     # a share of 0.9 at inliers_match, falling linearly to 0.6 at 40 more inliers. Coincidences
     # of shapes and glyphs bring 20-40 inliers (an empty circle against part of a bowling ball:
     # 24 inliers, share 0.83); overlays lower a copy's share but not its inliers. Below
-    # inliers_match (a small crop, a thumbnail) the keypoints prove little (a letter's bowl on
-    # a beaver's back: 14 inliers, all 18 blocks agreeing), and the overlap must pass as a
-    # placement found without keypoints does (the dense_* thresholds below).
+    # inliers_match (a small crop, a thumbnail) only a near-identical overlap will do, in the
+    # same hues where it has colour (dense_hue_agreement: flags share designs, not colours).
     agreement_at_fewest_inliers: float = 0.9
     agreement_at_many_inliers: float = 0.6
     agreement_span_inliers: int = 40
+    agreement_below_match: float = 0.95
     inliers_alone: int = 300  # so many inliers need no dense confirmation (largest coincidence: 60)
     # Where the overlap is too calm for the dense check to judge (a misty wallpaper's crop), a
     # coincidence has little to align: shapes and glyphs that line up by chance are structure,
@@ -49,14 +49,14 @@ class Thresholds:
     # A hit within pdq_match whose whole aligned image disagrees below this share stays a
     # possible match.
     pdq_match_agreement: float = 0.5
-    # An overlap judged on its blocks alone (a crop placed without keypoints by
-    # index.alignment.locate_within, or a geometric match of few inliers) is a match when so
-    # much of it, with at least dense_min_blocks structured blocks, agrees (more below
-    # dense_many_blocks), and, where the query has colour, so many of its coloured blocks keep
-    # their hue. The best placement of a wrong record is the best of thousands (benchmark probe,
-    # 19,485 wrong candidates of crops and never-registered images, where hue did not tell: 0.88
-    # with 32-47 blocks, 0.86 with 48-63, 0.66 with 64 or more; stripes on stripes of another
-    # colour reached 0.91 at hue 0.05).
+    # A crop placed without keypoints (index.alignment.locate_within, compared edge-tolerantly)
+    # is a match when so much of it, with at least dense_min_blocks structured blocks, agrees
+    # (more below dense_many_blocks), and so many of its coloured blocks are coloured alike in
+    # both (hue cannot tell only where neither has colour). The best placement of a wrong record
+    # is the best of thousands (benchmark probe, 19,485 wrong candidates of crops and
+    # never-registered images, where hue did not tell: 0.88 with 32-47 blocks, 0.86 with 48-63,
+    # 0.66 with 64 or more; in full runs flags in other colours reached 0.96-0.99: stripes on
+    # stripes, a black-and-white cross on a Nordic one, bands on bands).
     dense_agreement: float = 0.9
     dense_agreement_few: float = 0.95
     dense_min_blocks: int = 32
@@ -98,18 +98,17 @@ def pdq_agreement_needed(distance: int, thresholds: Thresholds) -> float:
 
 
 def required_agreement(inliers: int, thresholds: Thresholds) -> float:
-    """The agreement a geometric match with ``inliers`` inliers needs to be a match (below
-    inliers_match: the most that ``dense_agreement_needed`` may ask)."""
+    """The agreement a geometric match with ``inliers`` inliers needs to be a match."""
     if inliers < thresholds.inliers_match:
-        return thresholds.dense_agreement_few
+        return thresholds.agreement_below_match
     progress = min(1.0, (inliers - thresholds.inliers_match) / thresholds.agreement_span_inliers)
     high, low = thresholds.agreement_at_fewest_inliers, thresholds.agreement_at_many_inliers
     return high - (high - low) * progress
 
 
 def dense_agreement_needed(blocks: int, thresholds: Thresholds) -> float | None:
-    """The agreement an overlap judged on its blocks alone needs, by how many blocks were
-    judged; None: too few to stand alone."""
+    """The agreement a crop placed without keypoints needs, by how many blocks were judged;
+    None: too few to tell."""
     if blocks < thresholds.dense_min_blocks:
         return None
     return (
@@ -120,24 +119,25 @@ def dense_agreement_needed(blocks: int, thresholds: Thresholds) -> float | None:
 
 
 def geometry_confidence(
-    inliers: int, agreement: float | None, blocks: int, thresholds: Thresholds, hue: float | None = None
+    inliers: int, agreement: float | None, thresholds: Thresholds, hue: float | None = None
 ) -> float:
-    """Confidence from the inlier count of a verified similarity transform and the share of the
-    aligned overlap that agrees over ``blocks`` judged blocks (None: too little structure to
-    judge). Confirmed geometry is a match even with few inliers; unconfirmed geometry stays a
-    possible match, for a person to review. An overlap too calm to judge is confirmed by many
-    inliers alone; one of few inliers as a placement without keypoints is, ``hue`` included."""
+    """Confidence from the inlier count of a verified similarity transform, the share of the
+    aligned overlap that agrees (None: too little structure to judge) and, for few inliers, the
+    hue agreement (None: no colour to tell). Confirmed geometry is a match even with few
+    inliers; unconfirmed geometry stays a possible match, for a person to review. An overlap
+    too calm to judge is confirmed by many inliers alone."""
     match = thresholds.inliers_match
     confidence = _ramp(inliers, thresholds.inliers_possible, match, 4 * match)
     if inliers >= thresholds.inliers_alone:
         return confidence
     if agreement is None:
         confirmed = inliers >= thresholds.inliers_unjudged
-    elif inliers < thresholds.inliers_match:
-        standalone = dense_confidence(agreement, blocks, hue, thresholds)
-        confirmed = inliers >= thresholds.inliers_possible and standalone >= MATCH_CONFIDENCE
     else:
-        confirmed = agreement >= required_agreement(inliers, thresholds)
+        confirmed = inliers >= thresholds.inliers_possible and agreement >= required_agreement(
+            inliers, thresholds
+        )
+        if inliers < match and hue is not None and hue < thresholds.dense_hue_agreement:
+            confirmed = False
     if confirmed:
         return max(confidence, MATCH_CONFIDENCE)
     return min(confidence, MATCH_CONFIDENCE - 0.01)

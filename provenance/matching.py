@@ -269,16 +269,17 @@ class Matcher:
         geometry: GeometricMatch,
         agreement: Agreement | None,
     ) -> float:
-        """A geometric match's confidence; one of few inliers is judged as a placement found
-        without keypoints is, its hue included (only asked for where the blocks confirm it)."""
-        if agreement is None:
-            return geometry_confidence(geometry.inliers, None, 0, self.thresholds)
-        confidence = geometry_confidence(geometry.inliers, agreement.share, agreement.blocks, self.thresholds)
-        if confidence >= MATCH_CONFIDENCE and geometry.inliers < self.thresholds.inliers_match:
+        """A geometric match's confidence; one of few inliers must keep the original's hues too
+        (asked only where the rest confirms it)."""
+        share = None if agreement is None else agreement.share
+        confidence = geometry_confidence(geometry.inliers, share, self.thresholds)
+        if (
+            agreement is not None
+            and confidence >= MATCH_CONFIDENCE
+            and geometry.inliers < self.thresholds.inliers_match
+        ):
             hue = self._hue(suspect, records, record_id, agreement)
-            confidence = geometry_confidence(
-                geometry.inliers, agreement.share, agreement.blocks, self.thresholds, hue
-            )
+            confidence = geometry_confidence(geometry.inliers, share, self.thresholds, hue)
         return confidence
 
     @staticmethod
@@ -326,6 +327,7 @@ class Matcher:
                 placed,
                 enough=self.thresholds.dense_agreement_few,
                 refine_from=DENSE_REFINE_FROM,
+                edge_tolerant=True,
             )
             if (
                 agreement is None

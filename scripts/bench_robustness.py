@@ -213,9 +213,9 @@ TARGETS = {
 }
 
 
-# Drawings in the openclipart package that reuse a drawn part of another (found among the
-# reported false matches and inspected by eye, each pair side by side): a match between them is
-# the part really being shared, not a false match. Reported as "shared" apart from "false".
+# Images of the corpus that reuse a drawn part of another (found among the reported false
+# matches and inspected by eye, each pair side by side): a match between them is the part
+# really being shared, not a false match. Reported as "shared" apart from "false".
 SHARED_CONTENT = [
     ("openclipart-png-00024", "openclipart-png-07218", "the same 'Linked Image Not Found' placeholder"),
     ("openclipart-png-00197", "openclipart-png-04317", "the same grey cat, inside a number 6"),
@@ -233,6 +233,12 @@ SHARED_CONTENT = [
     ("openclipart-png-01933", "openclipart-png-03480", "the same 'Lumen Design Studio' credit line"),
     ("openclipart-png-02602", "openclipart-png-03480", "the same 'Lumen Design Studio' credit line"),
     ("openclipart-png-02602", "openclipart-png-03098", "the same 'Lumen Design Studio' credit line"),
+    ("openclipart-png-02618", "openclipart-png-03502", "the same girl's face, beside a pie chart"),
+    (
+        "plasma-workspace-wallpapers-00028",
+        "plasma-workspace-wallpapers-00029",
+        "one scene, cut and coloured two ways",
+    ),
 ]
 _SHARED = {frozenset(pair[:2]) for pair in SHARED_CONTENT}
 
@@ -474,8 +480,8 @@ def rescore(results: list[dict[str, Any]], thresholds: Thresholds, names: dict[s
     for r in results:
         scored = sorted(
             (
-                (max(geometry_confidence(inliers, agreement, blocks or 0, thresholds), other), gid)
-                for gid, inliers, agreement, other, _, _, blocks in r["evidence"]
+                (max(geometry_confidence(inliers, agreement, thresholds), other), gid)
+                for gid, inliers, agreement, other, *_ in r["evidence"]
             ),
             reverse=True,
         )
@@ -589,11 +595,7 @@ def main() -> None:
         help="with --rescore: the dense agreement shares to try (at inliers-match, 40 inliers more)",
     )
     parser.add_argument(
-        "--dense-agreement",
-        type=float,
-        nargs=2,
-        metavar=("FEW_BLOCKS", "MANY_BLOCKS"),
-        help="with --rescore: the shares asked of few-inlier matches (below 64 judged blocks, from 64)",
+        "--agreement-below-match", type=float, help="with --rescore: the share asked below inliers-match"
     )
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--seed", type=int, default=2026)
@@ -613,10 +615,9 @@ def main() -> None:
             thresholds = replace(
                 thresholds, agreement_at_fewest_inliers=fewest, agreement_at_many_inliers=many
             )
-        if args.dense_agreement:
-            few, many = args.dense_agreement
-            thresholds = replace(thresholds, dense_agreement_few=few, dense_agreement=many)
-        if args.inliers_match or args.agreement or args.dense_agreement:
+        if args.agreement_below_match:
+            thresholds = replace(thresholds, agreement_below_match=args.agreement_below_match)
+        if args.inliers_match or args.agreement or args.agreement_below_match:
             rescore(saved["results"], thresholds, saved["names"])
             print(f"rescored with {thresholds}")
         report(saved["results"], saved["records"], saved["ram_per_record"])

@@ -11,7 +11,6 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 import index.search as search_module
 from index import (
-    MATCH_CONFIDENCE,
     Candidate,
     FingerprintIndex,
     FingerprintStore,
@@ -284,37 +283,31 @@ def test_a_flat_overlap_cannot_be_judged() -> None:
 
 def test_geometry_needs_agreement_to_be_a_match_unless_its_inliers_are_overwhelming() -> None:
     thresholds = Thresholds()
-    few, blocks = thresholds.inliers_match, 100
-    assert verdict_for(geometry_confidence(few, 0.95, blocks, thresholds)) == "matched"
+    few = thresholds.inliers_match
+    assert verdict_for(geometry_confidence(few, 0.95, thresholds)) == "matched"
     # A circle's rim against part of a bowling ball: 24 inliers, agreement 0.83 (benchmark).
-    assert verdict_for(geometry_confidence(few + 4, 0.83, blocks, thresholds)) == "possible_match"
+    assert verdict_for(geometry_confidence(few + 4, 0.83, thresholds)) == "possible_match"
     # An overlay hides part of a copy, lowering its share but not its many inliers.
-    assert verdict_for(geometry_confidence(few + 60, 0.62, blocks, thresholds)) == "matched"
-    assert verdict_for(geometry_confidence(thresholds.inliers_alone, None, 0, thresholds)) == "matched"
-    assert (
-        verdict_for(geometry_confidence(thresholds.inliers_possible - 1, 1.0, blocks, thresholds))
-        == "no_match"
-    )
+    assert verdict_for(geometry_confidence(few + 60, 0.62, thresholds)) == "matched"
+    assert verdict_for(geometry_confidence(thresholds.inliers_alone, None, thresholds)) == "matched"
+    assert verdict_for(geometry_confidence(thresholds.inliers_possible - 1, 1.0, thresholds)) == "no_match"
 
 
 def test_an_overlap_too_calm_to_judge_needs_many_inliers() -> None:
     thresholds = Thresholds()
-    assert verdict_for(geometry_confidence(thresholds.inliers_match, None, 0, thresholds)) == "possible_match"
-    assert verdict_for(geometry_confidence(thresholds.inliers_unjudged, None, 0, thresholds)) == "matched"
+    assert verdict_for(geometry_confidence(thresholds.inliers_match, None, thresholds)) == "possible_match"
+    assert verdict_for(geometry_confidence(thresholds.inliers_unjudged, None, thresholds)) == "matched"
 
 
-def test_few_inliers_need_an_overlap_that_would_pass_without_keypoints() -> None:
-    """A small crop's keypoints prove little: a letter's bowl lined up with a beaver's back
-    (14 inliers, all of 18 blocks agreeing)."""
+def test_few_inliers_need_a_near_identical_overlap_in_the_same_hues() -> None:
     thresholds = Thresholds()
     few = thresholds.inliers_match - 5
-    assert verdict_for(geometry_confidence(few, 1.0, 18, thresholds)) == "possible_match"
-    assert verdict_for(geometry_confidence(few, 0.93, 40, thresholds)) == "possible_match"
-    assert verdict_for(geometry_confidence(few, 0.96, 40, thresholds)) == "matched"
-    assert verdict_for(geometry_confidence(few, 0.92, 80, thresholds)) == "matched"
-    for blocks, share in ((18, 1.0), (40, 0.96), (80, 0.92)):
-        matched = verdict_for(geometry_confidence(few, share, blocks, thresholds)) == "matched"
-        assert matched == (dense_confidence(share, blocks, None, thresholds) >= MATCH_CONFIDENCE)
+    assert verdict_for(geometry_confidence(few, 0.98, thresholds)) == "matched"
+    assert verdict_for(geometry_confidence(few, 0.98, thresholds, hue=0.9)) == "matched"
+    assert verdict_for(geometry_confidence(few, 0.98, thresholds, hue=0.1)) == "possible_match"
+    assert verdict_for(geometry_confidence(few, 0.9, thresholds)) == "possible_match"
+    # Many inliers make the shape itself evidence: a recoloured copy is still a copy.
+    assert verdict_for(geometry_confidence(few + 10, 0.95, thresholds, hue=0.1)) == "matched"
 
 
 def test_a_placement_found_without_keypoints_is_a_match_only_with_enough_agreement_and_hue() -> None:
