@@ -40,6 +40,15 @@ class Thresholds:
     # which the check would judge. So many inliers there are a copy's (benchmark: wrong records
     # on unjudgeable overlaps reach at most 34 inliers).
     inliers_unjudged: int = 60
+    # Nor is every unconfirmed geometric match worth a person's review: with fewer than
+    # inliers_reviewed_anyway inliers, an overlap that mostly disagrees is shapes lining up by
+    # chance (a meme caption's letters on a stored word: 22-61 inliers, shares 0.11-0.5), and
+    # below agreement_to_review it is no match. Benchmark run of 2026-12-01: 1,808 of the 2,354
+    # never-registered queries that were possible matches fell below, and none of the copies
+    # left as possible matches of their own record (an overlay hides part of a copy, not its
+    # 100 and more inliers).
+    agreement_to_review: float = 0.3
+    inliers_reviewed_anyway: int = 40
     # A PDQ hit between possible and match (a thumbnail of a drawing, a heavy re-encode) is a
     # match when the whole suspect, scaled onto the original, agrees this much (benchmark: wrong
     # records within pdq_possible reach at most 0.74).
@@ -124,8 +133,9 @@ def geometry_confidence(
     """Confidence from the inlier count of a verified similarity transform, the share of the
     aligned overlap that agrees (None: too little structure to judge) and, for few inliers, the
     hue agreement (None: no colour to tell). Confirmed geometry is a match even with few
-    inliers; unconfirmed geometry stays a possible match, for a person to review. An overlap
-    too calm to judge is confirmed by many inliers alone."""
+    inliers; unconfirmed geometry stays a possible match, for a person to review, unless its
+    few inliers align an overlap that mostly disagrees. An overlap too calm to judge is
+    confirmed by many inliers alone."""
     match = thresholds.inliers_match
     confidence = _ramp(inliers, thresholds.inliers_possible, match, 4 * match)
     if inliers >= thresholds.inliers_alone:
@@ -140,6 +150,12 @@ def geometry_confidence(
             confirmed = False
     if confirmed:
         return max(confidence, MATCH_CONFIDENCE)
+    if (
+        agreement is not None
+        and agreement < thresholds.agreement_to_review
+        and inliers < thresholds.inliers_reviewed_anyway
+    ):
+        return min(confidence, POSSIBLE_CONFIDENCE - 0.01)
     return min(confidence, MATCH_CONFIDENCE - 0.01)
 
 

@@ -293,6 +293,16 @@ def test_geometry_needs_agreement_to_be_a_match_unless_its_inliers_are_overwhelm
     assert verdict_for(geometry_confidence(thresholds.inliers_possible - 1, 1.0, thresholds)) == "no_match"
 
 
+def test_few_inliers_on_a_mostly_disagreeing_overlap_are_not_worth_review() -> None:
+    thresholds = Thresholds()
+    # A meme caption's letters lined up on a stored word (benchmark: 22 inliers, share 0.24).
+    assert verdict_for(geometry_confidence(22, 0.24, thresholds)) == "no_match"
+    assert verdict_for(geometry_confidence(22, 0.5, thresholds)) == "possible_match"
+    # An emoji overlay hides most of a copy, not its many inliers.
+    assert verdict_for(geometry_confidence(119, 0.2, thresholds)) == "possible_match"
+    assert verdict_for(geometry_confidence(22, None, thresholds)) == "possible_match"
+
+
 def test_an_overlap_too_calm_to_judge_needs_many_inliers() -> None:
     thresholds = Thresholds()
     assert verdict_for(geometry_confidence(thresholds.inliers_match, None, thresholds)) == "possible_match"
