@@ -242,15 +242,10 @@ def locate_within(
         if min(size) < _MIN_TEMPLATE_SIDE:
             break
         template = base if scale == largest else cv2.resize(base, size, interpolation=cv2.INTER_AREA)
-        if template.std() >= 1:  # a flat template correlates with nothing (and divides by zero)
-            scores = cv2.matchTemplate(coarse, template, cv2.TM_CCOEFF_NORMED)
-            _, score, _, (x, y) = cv2.minMaxLoc(scores)
-            if score > best_score:
-                best_score = score
-                best = np.array(
-                    [[2 * size[0] / query_width, 0, 2 * x], [0, 2 * size[1] / query_height, 2 * y]],
-                    np.float64,
-                )
+        found = _best_place(coarse, template)
+        if found is not None and found[0] > best_score:
+            best_score, x, y = found
+            best = _placement(2 * size[0] / query_width, 2 * size[1] / query_height, 2 * x, 2 * y)
         scale /= _LOCATE_SCALE_STEP
     return None if best is None else _placed_finer(query_gray, preview_gray, best)
 
@@ -272,16 +267,25 @@ def _placed_finer(query_gray: np.ndarray, preview_gray: np.ndarray, coarse_map: 
         ]
         if window.shape[0] < size[1] or window.shape[1] < size[0]:
             continue
-        template = cv2.resize(query_gray, size, interpolation=cv2.INTER_AREA)
-        if template.std() < 1:
-            continue
-        _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED))
-        if score > best_score:
-            best_score = score
-            best = np.array(
-                [[size[0] / query_width, 0, x0 + x], [0, size[1] / query_height, y0 + y]], np.float64
-            )
+        found = _best_place(window, cv2.resize(query_gray, size, interpolation=cv2.INTER_AREA))
+        if found is not None and found[0] > best_score:
+            best_score, x, y = found
+            best = _placement(size[0] / query_width, size[1] / query_height, x0 + x, y0 + y)
     return best
+
+
+def _best_place(image: np.ndarray, template: np.ndarray) -> tuple[float, int, int] | None:
+    """The template's best normalised cross-correlation within ``image`` and its top-left
+    corner there; None for a flat template, which correlates with nothing (and divides by zero)."""
+    if template.std() < 1:
+        return None
+    _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(image, template, cv2.TM_CCOEFF_NORMED))
+    return float(score), int(x), int(y)
+
+
+def _placement(scale_x: float, scale_y: float, left: float, top: float) -> np.ndarray:
+    """The 2x3 map that scales query pixels and puts the query's corner at (left, top)."""
+    return np.array([[scale_x, 0, left], [0, scale_y, top]], np.float64)
 
 
 def hue_agreement(

@@ -161,7 +161,7 @@ def geometry_confidence(
 
 def dense_confidence(agreement: float, blocks: int, hue: float | None, thresholds: Thresholds) -> float:
     """Confidence from the block agreement (``agreement`` over ``blocks`` judged blocks) and the
-    hue agreement (None: the query has too little colour) of a crop placed by dense search: a
+    hue agreement (None: neither image has colour to tell) of a crop placed by dense search: a
     match or nothing, since a placement is always found and a weak one is no evidence at all."""
     needed = dense_agreement_needed(blocks, thresholds)
     if needed is None or agreement < needed:

@@ -62,14 +62,23 @@ DENSE_MIN_COVERAGE = 0.1
 DENSE_REFINE_FROM = 0.3
 
 
+def _preview(record: GenerationRecord) -> Image.Image:
+    """The record's stored preview, decoded on first use however often it is converted."""
+    return Image.open(io.BytesIO(record.thumbnail))
+
+
 def _preview_agreement(
-    suspect: Suspect, record: GenerationRecord, to_original: np.ndarray, enough: float
+    suspect: Suspect, record: GenerationRecord, preview: Image.Image, to_original: np.ndarray, enough: float
 ) -> Agreement | None:
     """How the overlap agrees once the suspect is mapped by ``to_original`` (2x3, suspect pixels
-    to the original's) onto the record's stored preview; None: cannot judge."""
-    preview = np.asarray(Image.open(io.BytesIO(record.thumbnail)).convert("L"))
-    to_preview = to_original * (preview.shape[1] / record.width)
-    return block_agreement(suspect.gray, preview, to_preview, enough=enough)
+    to the original's) onto the record's ``preview``; None: cannot judge."""
+    to_preview = to_original * (preview.width / record.width)
+    return block_agreement(suspect.gray, np.asarray(preview.convert("L")), to_preview, enough=enough)
+
+
+def _hue(suspect: Suspect, preview: Image.Image, agreement: Agreement) -> float | None:
+    """How the suspect's colours agree with a record's preview under the agreement's map."""
+    return hue_agreement(suspect.rgb, np.asarray(preview.convert("RGB")), agreement.transform)
 
 
 def _fitting(size: tuple[int, int], side: int) -> tuple[int, int]:
@@ -228,8 +237,8 @@ class Matcher:
             # rectangle, so the larger look needs no correction.
             found = evidence.setdefault(record_id, Evidence())
             if geometry.inliers > found.inliers:
-                agreement = self._agreement(suspect, records, record_id, geometry)
-                confidence = self._geometry_confidence(suspect, records, record_id, geometry, agreement)
+                agreement, preview = self._agreement(suspect, records, record_id, geometry)
+                confidence = self._geometry_confidence(suspect, preview, geometry, agreement)
                 found.inliers = geometry.inliers
                 found.region, found.coverage = geometry.region, geometry.coverage
                 found.keep(judged("local_features", agreement, confidence, score=geometry.inliers))
@@ -264,8 +273,7 @@ class Matcher:
     def _geometry_confidence(
         self,
         suspect: Suspect,
-        records: RecordStore,
-        record_id: int,
+        preview: Image.Image | None,
         geometry: GeometricMatch,
         agreement: Agreement | None,
     ) -> float:
@@ -275,34 +283,28 @@ class Matcher:
         confidence = geometry_confidence(geometry.inliers, share, self.thresholds)
         if (
             agreement is not None
+            and preview is not None
             and confidence >= MATCH_CONFIDENCE
             and geometry.inliers < self.thresholds.inliers_match
         ):
-            hue = self._hue(suspect, records, record_id, agreement)
+            hue = _hue(suspect, preview, agreement)
             confidence = geometry_confidence(geometry.inliers, share, self.thresholds, hue)
         return confidence
 
-    @staticmethod
-    def _hue(suspect: Suspect, records: RecordStore, record_id: int, agreement: Agreement) -> float | None:
-        """How the suspect's colours agree with the record's preview under the agreement's map."""
-        record = records.by_id(record_id)
-        if record is None:
-            return None
-        preview = np.asarray(Image.open(io.BytesIO(record.thumbnail)).convert("RGB"))
-        return hue_agreement(suspect.rgb, preview, agreement.transform)
-
     def _agreement(
         self, suspect: Suspect, records: RecordStore, record_id: int, geometry: GeometricMatch
-    ) -> Agreement | None:
-        """Dense agreement with the record's preview, judged only where it can decide a match."""
+    ) -> tuple[Agreement | None, Image.Image | None]:
+        """Dense agreement with the record's preview, judged only where it can decide a match,
+        and the preview it was judged on (for the hue); (None, None) where not judged."""
         if not self.thresholds.inliers_possible <= geometry.inliers < self.thresholds.inliers_alone:
-            return None
+            return None, None
         record = records.by_id(record_id)
         if record is None:
-            return None
+            return None, None
+        preview = _preview(record)
         # Refining the alignment costs ~4 ms; it can only matter below the share the rule asks.
         enough = required_agreement(geometry.inliers, self.thresholds)
-        return _preview_agreement(suspect, record, geometry.transform, enough)
+        return _preview_agreement(suspect, record, preview, geometry.transform, enough), preview
 
     def _dense_look(
         self, suspect: Suspect, record_ids: list[int], records: RecordStore, evidence: dict[int, Evidence]
@@ -317,7 +319,8 @@ class Matcher:
             record = records.by_id(record_id)
             if record is None:
                 continue
-            preview_gray = np.asarray(Image.open(io.BytesIO(record.thumbnail)).convert("L"))
+            preview = _preview(record)
+            preview_gray = np.asarray(preview.convert("L"))
             placed = locate_within(small.gray, preview_gray, min_coverage=DENSE_MIN_COVERAGE)
             if placed is None:
                 continue
@@ -334,7 +337,7 @@ class Matcher:
                 or dense_confidence(agreement.share, agreement.blocks, None, self.thresholds) <= 0
             ):
                 continue
-            hue = self._hue(small, records, record_id, agreement)
+            hue = _hue(small, preview, agreement)
             confidence = dense_confidence(agreement.share, agreement.blocks, hue, self.thresholds)
             if confidence <= 0:
                 continue
@@ -358,4 +361,4 @@ class Matcher:
         to_original = np.array(
             [[record.width / upright.image.width, 0, 0], [0, record.height / upright.image.height, 0]]
         )
-        return _preview_agreement(upright, record, to_original, enough)
+        return _preview_agreement(upright, record, _preview(record), to_original, enough)
