@@ -241,6 +241,8 @@ class FingerprintIndex:
         close = (labels >= 0) & (distances <= max_distance)
         rows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[close]
         votes = np.unique(np.stack([labels[close], rows], axis=1), axis=0)  # (record, descriptor)
+        if len(votes) == 0:  # an empty index, or nothing close
+            return []
         corners = None
         if positions is None:
             record_ids, counts = np.unique(votes[:, 0], return_counts=True)

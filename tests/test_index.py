@@ -132,6 +132,14 @@ def brute_force_votes(
     return votes
 
 
+def test_local_search_of_an_empty_index_finds_nothing_with_or_without_windows() -> None:
+    query = extract_local_features(photo("rocket"))
+    positions = query.points / np.array([query.width, query.height], np.float32)
+    index = FingerprintIndex()
+    assert index.search_local(query.descriptors) == []
+    assert index.search_local(query.descriptors, positions=positions) == []
+
+
 def test_local_search_agrees_with_brute_force_and_survives_save_and_load(tmp_path: Path) -> None:
     images = {i + 1: photo(name) for i, name in enumerate(["coffee", "chelsea", "astronaut", "rocket"])}
     store = store_with(images)

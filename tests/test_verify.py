@@ -108,6 +108,13 @@ def test_unrelated_image_is_not_matched(client: FlaskClient, registered_set: dic
         assert all(m["verdict"] != "matched" for m in result["matches"])
 
 
+def test_verify_before_anything_is_registered_finds_no_match(client: FlaskClient) -> None:
+    """A fresh install: every look runs (nothing matches) against an empty store."""
+    result = verify(client, fixture_bytes("rocket.jpg"))
+    assert result["verdict"] == "no_match"
+    assert result["matches"] == []
+
+
 def test_tampered_signed_image_is_invalid_yet_found_by_search(
     client: FlaskClient, signed_image: Signed
 ) -> None:
