@@ -12,7 +12,15 @@ from werkzeug.datastructures import FileStorage
 from index import FingerprintStore
 from provenance.apikeys import ApiKey, authenticate
 from provenance.app import request_db, services
-from provenance.errors import BadRequest, Forbidden, InvalidMetadata, NotFound, ProvenanceError, Unauthorized
+from provenance.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidMetadata,
+    NotFound,
+    ProvenanceError,
+    TooManyRequests,
+    Unauthorized,
+)
 from provenance.manifest import ManifestReport
 from provenance.records import GenerationRecord, RecordStore
 from provenance.registry import MAX_METADATA_BYTES, GenerationRequest
@@ -45,9 +53,20 @@ def require_scope(scope: str) -> ApiKey:
     return key
 
 
-def _may_read_private() -> bool:
-    key = _api_key()
-    return key is not None and "read" in key.scopes
+def limit_verification(key: ApiKey | None, images: int = 1) -> None:
+    """Count ``images`` verifications against the caller's allowance (by key, else by address);
+    raises TooManyRequests when it is used up."""
+    settings = services().settings
+    per_minute = settings.verify_per_minute_with_key if key else settings.verify_per_minute
+    if per_minute <= 0:
+        return
+    client = f"key:{key.prefix}" if key else f"address:{request.remote_addr}"
+    wait = services().limiter.take(client, images, per_minute)
+    if wait:
+        whose = "this API key" if key else "this address"
+        raise TooManyRequests(
+            f"{whose} may verify {per_minute} images a minute; try again in {wait:.0f} s", wait
+        )
 
 
 def _upload(field: str = "image") -> FileStorage:
@@ -203,8 +222,9 @@ def _verify(data: bytes, private: bool) -> dict[str, Any]:
 
 @api.post("/verify")
 def verify() -> Response:
-    private = _may_read_private()
-    return jsonify(_verify(_upload().read(), private))
+    key = _api_key()
+    limit_verification(key)
+    return jsonify(_verify(_upload().read(), key is not None and "read" in key.scopes))
 
 
 @api.post("/verify/batch")
@@ -217,6 +237,7 @@ def verify_batch() -> Response:
         raise BadRequest("send up to 32 images as multipart/form-data file parts named 'image'")
     if len(uploads) > MAX_BATCH:
         raise BadRequest(f"a batch holds at most {MAX_BATCH} images, got {len(uploads)}")
+    limit_verification(key, len(uploads))
     results = []
     for upload in uploads:
         try:

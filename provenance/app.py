@@ -9,12 +9,14 @@ from pathlib import Path
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from index import FingerprintIndex, FingerprintStore, IndexNotReady
 from provenance import db
 from provenance.config import Settings
 from provenance.errors import ProvenanceError, SigningUnavailable
 from provenance.manifest import ManifestReader
+from provenance.ratelimit import RateLimiter
 from provenance.registry import Registry
 from provenance.signing import ManifestSigner
 from provenance.verify import Verifier
@@ -48,6 +50,7 @@ class Services:
     verifier: Verifier
     signer_error: str | None
     registry: Registry | None
+    limiter: RateLimiter
 
     def require_registry(self) -> Registry:
         if self.registry is None:
@@ -81,7 +84,8 @@ def build_services(settings: Settings) -> Services:
         index.catch_up(FingerprintStore(connection))
 
     registry = Registry(settings, signer, after_commit=index_new_records) if signer else None
-    return Services(settings, index, Verifier(settings, index, reader), signer_error, registry)
+    verifier = Verifier(settings, index, reader)
+    return Services(settings, index, verifier, signer_error, registry, RateLimiter(settings.rate_limits))
 
 
 def services() -> Services:
@@ -108,6 +112,10 @@ def problem(status: int, title: str, detail: str, type_uri: str = "about:blank")
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    if settings.proxy_hops:
+        # The client's address, which verification limits go by, is the one the nearest of our
+        # proxies saw: anything further left in X-Forwarded-For is the client's own claim.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + _MULTIPART_ALLOWANCE
     app.extensions["provenance"] = build_services(settings)
 
@@ -128,7 +136,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(ProvenanceError)
     def provenance_error(exc: ProvenanceError) -> Response:
-        return problem(exc.status, exc.title, exc.detail, exc.type_uri)
+        response = problem(exc.status, exc.title, exc.detail, exc.type_uri)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

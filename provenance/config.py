@@ -31,6 +31,11 @@ class Settings:
     port: int = 8080
     workers: int = 2
     thumbnail_side: int = 256
+    # Verifications per minute and client (0: unlimited): by address without a key, by key with one.
+    verify_per_minute: int = 30
+    verify_per_minute_with_key: int = 600
+    # Reverse proxies in front of the service that append the client's address to X-Forwarded-For.
+    proxy_hops: int = 0
 
     def _path(self, given: Path | None, *default: str) -> Path:
         return Path(given) if given is not None else Path(self.data_dir).joinpath(*default)
@@ -42,6 +47,10 @@ class Settings:
     @property
     def index_directory(self) -> Path:
         return self._path(self.index_dir, "index")
+
+    @property
+    def rate_limits(self) -> Path:
+        return Path(self.data_dir) / "ratelimit.sqlite3"
 
     @property
     def keys_directory(self) -> Path:

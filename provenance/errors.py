@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 PROBLEM_BASE = "/problems/"
 
 
@@ -19,6 +21,11 @@ class ProvenanceError(Exception):
     @property
     def type_uri(self) -> str:
         return PROBLEM_BASE + self.slug
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the problem response carries besides its body."""
+        return {}
 
 
 class BadRequest(ProvenanceError):
@@ -61,6 +68,20 @@ class NotFound(ProvenanceError):
     status, title, slug = 404, "Not found", "not-found"
 
 
+class TooManyRequests(ProvenanceError):
+    """A client's verification allowance is used up for now."""
+
+    status, title, slug = 429, "Too many requests", "too-many-requests"
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+
+
 class SigningUnavailable(ProvenanceError):
     """The signing credentials are missing or the signer (KMS, TSA) failed."""
 
@@ -79,5 +100,6 @@ ALL_ERRORS: tuple[type[ProvenanceError], ...] = (
     Unauthorized,
     Forbidden,
     NotFound,
+    TooManyRequests,
     SigningUnavailable,
 )

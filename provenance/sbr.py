@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from index import PdqHash
-from provenance.api import require_scope
+from provenance.api import limit_verification, require_scope
 from provenance.app import request_db, services
 from provenance.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, UriTooLong
 from provenance.resolution import (
@@ -133,7 +133,7 @@ def query_by_large_binding() -> Response:
 @sbr.post("/matches/byContent")
 def query_by_content() -> Response:
     """The raw image as the body; the same search as /v1/verify, plus an optional binding hint."""
-    require_scope(SCOPE)
+    limit_verification(require_scope(SCOPE))
     if request.mimetype.partition("/")[0] != "image":
         given = request.mimetype or "no content type"
         raise UnsupportedMediaType(f"send the image itself as the body with its image/* type, not {given}")

@@ -82,6 +82,7 @@
     413: "This file is too large for us to check.",
     415: "This does not look like an image we can read. Try a JPEG, PNG or WebP file.",
     422: "This image seems damaged or incomplete.",
+    429: "You have checked many images in a short time. Please wait a little before the next one.",
   };
 
   let pending = 0; // only the newest request may fill the page

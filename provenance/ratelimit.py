@@ -1,0 +1,67 @@
+"""Per-client limits on verification, shared by every worker process of one data directory.
+
+A verify costs 0.05-0.4 s of a core, and an unlimited one would let anyone use the index as an
+oracle: edit a picture until it no longer matches (DESIGN.md). Each client has a token bucket
+holding up to a minute's allowance and refilled at that rate, so a burst of a minute's worth
+is served at once and a steady client at the allowed pace. The buckets live in their own
+SQLite file, without fsync: after a crash a client at worst gets a fresh allowance, and the
+record store's durability is untouched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS buckets"
+    " (client TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)"
+)
+_PRUNE_EVERY = 256  # takes between deletions of buckets that have refilled (idle clients)
+
+
+class RateLimiter:
+    """Token buckets by client name; thread-safe, and process-safe through SQLite's locking."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        self._connection.execute("PRAGMA journal_mode = WAL")
+        self._connection.execute("PRAGMA synchronous = OFF")
+        self._connection.execute(_SCHEMA)
+        self._lock = threading.Lock()
+        self._takes = 0
+
+    def take(self, client: str, count: int, per_minute: int, now: float | None = None) -> float:
+        """Take ``count`` verifications from ``client``'s allowance of ``per_minute``; returns 0
+        when they were taken, else the seconds until they could be (nothing is taken then). A
+        request for more than a minute's allowance waits for, and empties, a full bucket."""
+        now = time.time() if now is None else now
+        count = min(count, per_minute)
+        rate = per_minute / 60.0
+        with self._lock:
+            connection = self._connection
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = connection.execute(
+                    "SELECT tokens, updated FROM buckets WHERE client = ?", (client,)
+                ).fetchone()
+                tokens = float(per_minute) if row is None else min(per_minute, row[0] + (now - row[1]) * rate)
+                wait = 0.0 if tokens >= count else (count - tokens) / rate
+                if wait == 0.0:
+                    connection.execute(
+                        "INSERT INTO buckets (client, tokens, updated) VALUES (?, ?, ?) ON CONFLICT"
+                        " (client) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",
+                        (client, tokens - count, now),
+                    )
+                self._takes += 1
+                if self._takes % _PRUNE_EVERY == 0:
+                    # Idle for a minute, a bucket is full again: the same as no row at all.
+                    connection.execute("DELETE FROM buckets WHERE updated < ?", (now - 60.0,))
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        return wait
