@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -64,8 +65,9 @@ def limit_verification(key: ApiKey | None, images: int = 1) -> None:
     wait = services().limiter.take(client, images, per_minute)
     if wait:
         whose = "this API key" if key else "this address"
+        seconds = max(1, math.ceil(wait))
         raise TooManyRequests(
-            f"{whose} may verify {per_minute} images a minute; try again in {wait:.0f} s", wait
+            f"{whose} may verify {per_minute} images a minute; try again in {seconds} s", seconds
         )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 PROBLEM_BASE = "/problems/"
 
 
@@ -73,13 +71,13 @@ class TooManyRequests(ProvenanceError):
 
     status, title, slug = 429, "Too many requests", "too-many-requests"
 
-    def __init__(self, detail: str, retry_after: float) -> None:
+    def __init__(self, detail: str, retry_after_seconds: int) -> None:
         super().__init__(detail)
-        self.retry_after = retry_after
+        self.retry_after_seconds = retry_after_seconds
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class SigningUnavailable(ProvenanceError):

@@ -44,6 +44,7 @@ def test_an_address_without_a_key_gets_its_allowance_then_429_with_retry_after(s
     assert body["type"] == "/problems/too-many-requests"
     assert "3 images a minute" in body["detail"]
     assert 1 <= int(refused.headers["Retry-After"]) <= 20  # one image's worth of refill: 20 s
+    assert f"try again in {refused.headers['Retry-After']} s" in body["detail"]
     # Others are not held back by that client: another address, and a key holder.
     assert post_verify(client, address="198.51.100.8").status_code == 200
     key = api_key(settings, "verify")
