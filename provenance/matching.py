@@ -148,7 +148,7 @@ class Matcher:
         # The further looks only run while nothing matched, so a found copy costs one pass. (A
         # mirrored look would find mirrored crops too, at another ~70 ms for every unmatched
         # query; whole mirrored copies are found by PDQ's dihedral variants and the upright look.)
-        voted_small: list[int] = []
+        dense_candidates = voted_main[:DENSE_CANDIDATES]
         for variant, side in SMALL_LOOKS:
             if matched(evidence):
                 break
@@ -157,14 +157,13 @@ class Matcher:
             voted = self._local_stage(
                 suspect, small, records, store, evidence, lap, variant, SMALL_QUERY_DESCRIPTORS
             )
-            voted_small += voted[:DENSE_CANDIDATES]
+            dense_candidates += voted[:DENSE_CANDIDATES]
         if not matched(evidence):
             # Keypoints of a flat drawing's crop are too few or too alike to align it, yet its
             # record is usually among the first voted for (benchmark: 58 of 71 such misses in
             # the top four of the main and the first small look): place the crop in their
             # previews densely.
-            top = voted_main[:DENSE_CANDIDATES] + voted_small
-            self._dense_look(suspect, list(dict.fromkeys(top)), records, evidence)
+            self._dense_look(suspect, list(dict.fromkeys(dense_candidates)), records, evidence)
             lap("dense")
         if not matched(evidence):
             # A screenshot shows the original small, among page chrome: look again at twice the
