@@ -1,4 +1,4 @@
-"""What the read path's stages find: each method's evidence for a record, and the suspect they share."""
+"""What the read path's stages find: each method's evidence for a record, and the pictures they compare."""
 
 from __future__ import annotations
 
@@ -53,8 +53,9 @@ class QueryDetail:
         return self.pdq_quality < LOW_DETAIL_PDQ_QUALITY and self.keypoints < LOW_DETAIL_KEYPOINTS
 
 
-class Suspect:
-    """The decoded suspect image, with the grey copy that dense checks share made at most once."""
+class Picture:
+    """A decoded image (the suspect, a turned or shrunk copy of it, a record's preview) with the
+    grey and colour arrays that dense checks share, each made at most once."""
 
     def __init__(self, image: Image.Image) -> None:
         self.image = image

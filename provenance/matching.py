@@ -32,7 +32,7 @@ from index import (
     required_agreement,
     verify_geometry,
 )
-from provenance.evidence import Evidence, QueryDetail, Suspect, judged, matched
+from provenance.evidence import Evidence, Picture, QueryDetail, judged, matched
 from provenance.records import GenerationRecord, RecordStore
 
 QUERY_DESCRIPTORS = 500
@@ -66,23 +66,36 @@ DENSE_MIN_COVERAGE = 0.1
 DENSE_REFINE_FROM = 0.3
 
 
-def _preview(record: GenerationRecord) -> Image.Image:
-    """The record's stored preview, decoded on first use however often it is converted."""
-    return Image.open(io.BytesIO(record.thumbnail))
+class _Previews:
+    """The records' stored previews for one search, each looked up and decoded at most once: a
+    record may be judged by PDQ, by every keypoint look and by the dense look."""
+
+    def __init__(self, records: RecordStore) -> None:
+        self._records = records
+        self._found: dict[int, tuple[GenerationRecord, Picture] | None] = {}
+
+    def get(self, record_id: int) -> tuple[GenerationRecord, Picture] | None:
+        """The record and its preview; None if the record is gone."""
+        if record_id not in self._found:
+            record = self._records.by_id(record_id)
+            self._found[record_id] = (
+                None if record is None else (record, Picture(Image.open(io.BytesIO(record.thumbnail))))
+            )
+        return self._found[record_id]
 
 
 def _preview_agreement(
-    suspect: Suspect, record: GenerationRecord, preview: Image.Image, to_original: np.ndarray, enough: float
+    suspect: Picture, record: GenerationRecord, preview: Picture, to_original: np.ndarray, enough: float
 ) -> Agreement | None:
     """How the overlap agrees once the suspect is mapped by ``to_original`` (2x3, suspect pixels
     to the original's) onto the record's ``preview``; None: cannot judge."""
-    to_preview = to_original * (preview.width / record.width)
-    return block_agreement(suspect.gray, np.asarray(preview.convert("L")), to_preview, enough=enough)
+    to_preview = to_original * (preview.image.width / record.width)
+    return block_agreement(suspect.gray, preview.gray, to_preview, enough=enough)
 
 
-def _hue(suspect: Suspect, preview: Image.Image, agreement: Agreement) -> float | None:
+def _hue(suspect: Picture, preview: Picture, agreement: Agreement) -> float | None:
     """How the suspect's colours agree with a record's preview under the agreement's map."""
-    return hue_agreement(suspect.rgb, np.asarray(preview.convert("RGB")), agreement.transform)
+    return hue_agreement(suspect.rgb, preview.rgb, agreement.transform)
 
 
 def _fitting(size: tuple[int, int], side: int) -> tuple[int, int]:
@@ -101,7 +114,7 @@ class Matcher:
 
     def search(
         self,
-        suspect: Suspect,
+        suspect: Picture,
         records: RecordStore,
         store: FingerprintStore,
         evidence: dict[int, Evidence],
@@ -109,6 +122,7 @@ class Matcher:
     ) -> QueryDetail:
         """Add every record the suspect may be a copy of to ``evidence`` (by record id), calling
         ``lap`` with each stage's name as it ends; returns how much detail the suspect has."""
+        previews = _Previews(records)
         thresholds = self.thresholds
         image = suspect.image
         hashes = pdq_dihedral(image)
@@ -122,7 +136,7 @@ class Matcher:
                 # image agree? That keeps two simple layouts alike to PDQ apart, and makes a
                 # whole copy that PDQ sees a little too far off (a thumbnail of a drawing) a match.
                 needed = pdq_agreement_needed(hit.distance, thresholds)
-                agreement = self._whole_image_agreement(suspect, records, record_id, hit.variant, needed)
+                agreement = self._whole_image_agreement(suspect, previews, record_id, hit.variant, needed)
             share = None if agreement is None else agreement.share
             confidence = pdq_confidence(hit.distance, quality, thresholds, share)
             evidence.setdefault(record_id, Evidence()).keep(
@@ -131,19 +145,19 @@ class Matcher:
         lap("pdq")
         query = extract_local_features(image)
         lap("local_extract")
-        voted_main = self._local_stage(suspect, query, records, store, evidence, lap)
+        voted_main = self._local_stage(suspect, query, previews, store, evidence, lap)
         detail = QueryDetail(pdq_quality=hashes[0].quality, keypoints=len(query))
         # Local features do not survive mirroring. A PDQ hit through a mirrored or turned hash
         # (too weak alone: a smooth picture's hash has low quality) tells which way to turn the
         # suspect back; its local features then confirm that one record.
-        turned_back: dict[int, tuple[Suspect, LocalFeatures]] = {}
+        turned_back: dict[int, tuple[Picture, LocalFeatures]] = {}
         for record_id, hit in pdq_hits.items():
             if hit.variant and evidence[record_id].confidence < MATCH_CONFIDENCE:
                 if hit.variant not in turned_back:
-                    upright = Suspect(dihedral_variant(image, hit.variant))
+                    upright = Picture(dihedral_variant(image, hit.variant))
                     turned_back[hit.variant] = (upright, extract_local_features(upright.image))
                 upright, features = turned_back[hit.variant]
-                self._verify_candidates(upright, features, [record_id], records, store, evidence)
+                self._verify_candidates(upright, features, [record_id], previews, store, evidence)
                 lap("local_upright")
         # The further looks only run while nothing matched, so a found copy costs one pass. (A
         # mirrored look would find mirrored crops too, at another ~70 ms for every unmatched
@@ -155,7 +169,7 @@ class Matcher:
             small = extract_local_features(image, side=side)
             lap("local_extract_" + variant)
             voted = self._local_stage(
-                suspect, small, records, store, evidence, lap, variant, SMALL_QUERY_DESCRIPTORS
+                suspect, small, previews, store, evidence, lap, variant, SMALL_QUERY_DESCRIPTORS
             )
             dense_candidates += voted[:DENSE_CANDIDATES]
         if not matched(evidence):
@@ -163,7 +177,7 @@ class Matcher:
             # record is usually among the first voted for (benchmark: 58 of 71 such misses in
             # the top four of the main and the first small look): place the crop in their
             # previews densely.
-            self._dense_look(suspect, list(dict.fromkeys(dense_candidates)), records, evidence)
+            self._dense_look(suspect, list(dict.fromkeys(dense_candidates)), previews, evidence)
             lap("dense")
         if not matched(evidence):
             # A screenshot shows the original small, among page chrome: look again at twice the
@@ -174,7 +188,7 @@ class Matcher:
             self._local_stage(
                 suspect,
                 large,
-                records,
+                previews,
                 store,
                 evidence,
                 lap,
@@ -186,9 +200,9 @@ class Matcher:
 
     def _local_stage(
         self,
-        suspect: Suspect,
+        suspect: Picture,
         query: LocalFeatures,
-        records: RecordStore,
+        previews: _Previews,
         store: FingerprintStore,
         evidence: dict[int, Evidence],
         lap: Callable[[str], None],
@@ -211,21 +225,21 @@ class Matcher:
             r for r in evidence if r not in ranked
         ]  # PDQ hits get a region too
         lap("local_search" + suffix)
-        self._verify_candidates(suspect, query, first, records, store, evidence, windows)
+        self._verify_candidates(suspect, query, first, previews, store, evidence, windows)
         if not matched(evidence):
             # A crop or a small screenshot shares only part of the original's indexed descriptors
             # and can rank below records with generic texture: look further down before giving up.
             later = ranked[CANDIDATES_TO_VERIFY:]
-            self._verify_candidates(suspect, query, later, records, store, evidence, windows)
+            self._verify_candidates(suspect, query, later, previews, store, evidence, windows)
         lap("local_verify" + suffix)
         return ranked
 
     def _verify_candidates(
         self,
-        suspect: Suspect,
+        suspect: Picture,
         query: LocalFeatures,
         record_ids: list[int],
-        records: RecordStore,
+        previews: _Previews,
         store: FingerprintStore,
         evidence: dict[int, Evidence],
         windows: dict[int, tuple[float, float, float, float]] | None = None,
@@ -248,7 +262,7 @@ class Matcher:
             if geometry.inliers > found.inliers or (
                 kept < MATCH_CONFIDENCE and geometry.inliers >= self.thresholds.inliers_possible
             ):
-                agreement, preview = self._agreement(suspect, records, record_id, geometry)
+                agreement, preview = self._agreement(suspect, previews, record_id, geometry)
                 confidence = self._geometry_confidence(suspect, preview, geometry, agreement)
                 if confidence > kept or (confidence == kept and geometry.inliers > found.inliers):
                     found.inliers = geometry.inliers
@@ -284,8 +298,8 @@ class Matcher:
 
     def _geometry_confidence(
         self,
-        suspect: Suspect,
-        preview: Image.Image | None,
+        suspect: Picture,
+        preview: Picture | None,
         geometry: GeometricMatch,
         agreement: Agreement | None,
     ) -> float:
@@ -304,35 +318,35 @@ class Matcher:
         return confidence
 
     def _agreement(
-        self, suspect: Suspect, records: RecordStore, record_id: int, geometry: GeometricMatch
-    ) -> tuple[Agreement | None, Image.Image | None]:
+        self, suspect: Picture, previews: _Previews, record_id: int, geometry: GeometricMatch
+    ) -> tuple[Agreement | None, Picture | None]:
         """Dense agreement with the record's preview, judged only where it can decide a match,
         and the preview it was judged on (for the hue); (None, None) where not judged."""
         if not self.thresholds.inliers_possible <= geometry.inliers < self.thresholds.inliers_alone:
             return None, None
-        record = records.by_id(record_id)
-        if record is None:
+        found = previews.get(record_id)
+        if found is None:
             return None, None
-        preview = _preview(record)
+        record, preview = found
         # Refining the alignment costs ~4 ms; it can only matter below the share the rule asks.
         enough = required_agreement(geometry.inliers, self.thresholds)
         return _preview_agreement(suspect, record, preview, geometry.transform, enough), preview
 
     def _dense_look(
-        self, suspect: Suspect, record_ids: list[int], records: RecordStore, evidence: dict[int, Evidence]
+        self, suspect: Picture, record_ids: list[int], previews: _Previews, evidence: dict[int, Evidence]
     ) -> None:
         """Place the suspect, as an upright crop or rescaled copy, in each record's preview
         without keypoints, and judge the placement block by block (and by hue, which can only
         veto a placement that the blocks confirm)."""
         # Previews are small: shrink the suspect to their size once, not for every record.
         side = self._preview_side
-        small = Suspect(suspect.image.resize(_fitting(suspect.image.size, side), Image.Resampling.BILINEAR))
+        small = Picture(suspect.image.resize(_fitting(suspect.image.size, side), Image.Resampling.BILINEAR))
         for record_id in record_ids:
-            record = records.by_id(record_id)
-            if record is None:
+            reference = previews.get(record_id)
+            if reference is None:
                 continue
-            preview = _preview(record)
-            preview_gray = np.asarray(preview.convert("L"))
+            record, preview = reference
+            preview_gray = preview.gray
             placed = locate_within(small.gray, preview_gray, min_coverage=DENSE_MIN_COVERAGE)
             if placed is None:
                 continue
@@ -362,15 +376,16 @@ class Matcher:
             return
 
     def _whole_image_agreement(
-        self, suspect: Suspect, records: RecordStore, record_id: int, variant: int, enough: float
+        self, suspect: Picture, previews: _Previews, record_id: int, variant: int, enough: float
     ) -> Agreement | None:
         """Dense agreement of the whole suspect, turned as PDQ's winning hash saw it, with the
         record's preview."""
-        upright = suspect if variant == 0 else Suspect(dihedral_variant(suspect.image, variant))
-        record = records.by_id(record_id)
-        if record is None:
+        found = previews.get(record_id)
+        if found is None:
             return None
+        record, preview = found
+        upright = suspect if variant == 0 else Picture(dihedral_variant(suspect.image, variant))
         to_original = np.array(
             [[record.width / upright.image.width, 0, 0], [0, record.height / upright.image.height, 0]]
         )
-        return _preview_agreement(upright, record, _preview(record), to_original, enough)
+        return _preview_agreement(upright, record, preview, to_original, enough)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from index import FingerprintIndex, FingerprintStore, Thresholds, verdict_for
 from provenance.config import Settings
-from provenance.evidence import Evidence, MethodEvidence, QueryDetail, Suspect
+from provenance.evidence import Evidence, MethodEvidence, Picture, QueryDetail
 from provenance.imaging import decode_image
 from provenance.manifest import ManifestReader, ManifestReport
 from provenance.matching import Matcher
@@ -75,7 +75,7 @@ class Verifier:
         lap("catch_up")
         detail = None
         if not any(e.confidence >= 1.0 for e in evidence.values()):
-            detail = self._matcher.search(Suspect(decoded.image), records, store, evidence, lap)
+            detail = self._matcher.search(Picture(decoded.image), records, store, evidence, lap)
         matches = self._matches(records, evidence)
         lap("rank")
         authentic = manifest.generation_id is not None and any(
