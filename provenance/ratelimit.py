@@ -4,12 +4,13 @@ A verify costs 0.05-0.4 s of a core, and an unlimited one would let anyone use t
 oracle: edit a picture until it no longer matches (DESIGN.md). Each client has a token bucket
 holding up to a minute's allowance and refilled at that rate, so a burst of a minute's worth
 is served at once and a steady client at the allowed pace. The buckets live in their own
-SQLite file, without fsync: after a crash a client at worst gets a fresh allowance, and the
-record store's durability is untouched.
+SQLite file, without fsync: after a crash a client at worst gets a fresh allowance (a torn
+file is dropped at start), and the record store's durability is untouched.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -19,7 +20,20 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS buckets"
     " (client TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)"
 )
+logger = logging.getLogger(__name__)
 _PRUNE_EVERY = 256  # takes between deletions of buckets that have refilled (idle clients)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = OFF")
+        connection.execute(_SCHEMA)
+    except sqlite3.DatabaseError:
+        connection.close()
+        raise
+    return connection
 
 
 class RateLimiter:
@@ -27,10 +41,15 @@ class RateLimiter:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-        self._connection.execute("PRAGMA journal_mode = WAL")
-        self._connection.execute("PRAGMA synchronous = OFF")
-        self._connection.execute(_SCHEMA)
+        try:
+            self._connection = _open(path)
+        except sqlite3.DatabaseError:
+            # Without fsync an operating-system crash can leave the file torn. Its buckets are
+            # worth nothing next to a service that starts: begin again with full allowances.
+            logger.warning("rate-limit state at %s is unreadable; starting afresh", path)
+            for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                stale.unlink(missing_ok=True)
+            self._connection = _open(path)
         self._lock = threading.Lock()
         self._takes = 0
 

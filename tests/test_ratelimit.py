@@ -87,3 +87,10 @@ def test_allowances_are_shared_by_processes_and_refill_with_time(tmp_path: Path)
     assert second.take("b", 1, per_minute=60, now=1000.0) == 0
     assert second.take("a", 30, per_minute=60, now=1030.0) == 0
     assert first.take("a", 1, per_minute=60, now=1030.0) == 1.0
+
+
+def test_unreadable_state_is_dropped_for_full_allowances(tmp_path: Path) -> None:
+    """Buckets are kept without fsync: a torn file after a crash must not keep the service down."""
+    path = tmp_path / "limits.sqlite3"
+    path.write_bytes(b"not a database, just what a crash left behind" * 100)
+    assert RateLimiter(path).take("a", 1, per_minute=60, now=1000.0) == 0
