@@ -7,6 +7,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from provenance.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, UnsupportedMediaType
@@ -14,6 +15,10 @@ from provenance.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, Unsu
 SIGNABLE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 # What a suspect copy may arrive as: screenshots and re-posts come in more containers.
 READABLE_FORMATS = {**SIGNABLE_FORMATS, "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff"}
+# Pillow modes that resample and convert to grey and RGB as they are.
+_WORKING_MODES = frozenset(
+    {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "I", "F"}
+)
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,23 @@ def decode_image(
             ImageOps.exif_transpose(image, in_place=True)
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
             raise InvalidImage(f"the image is truncated or corrupt: {exc}") from exc
-    assert image.format is not None
-    return DecodedImage(data, image.format, formats[image.format], image)
+    container = image.format
+    assert container is not None
+    return DecodedImage(data, container, formats[container], _workable(image))
+
+
+def _workable(image: Image.Image) -> Image.Image:
+    """The image in a mode that Pillow can resample and turn grey or RGB, as every fingerprint
+    and preview begins by doing. 16-bit grey (PNG, TIFF) becomes the 8 bits a screen shows of
+    it; CIELAB and other rare TIFF modes become RGB."""
+    if image.mode in _WORKING_MODES:
+        return image
+    if image.mode.startswith("I;16"):
+        return Image.fromarray((np.asarray(image) >> 8).astype(np.uint8), "L")
+    try:
+        return image.convert("RGB")
+    except ValueError as exc:
+        raise UnsupportedMediaType(f"images in {image.mode} mode cannot be read; send RGB or grey") from exc
 
 
 def thumbnail_jpeg(image: Image.Image, side: int) -> bytes:

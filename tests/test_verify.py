@@ -186,6 +186,40 @@ def test_bad_uploads_to_verify_are_problems(client: FlaskClient, data: bytes, st
     assert_problem(response, status)
 
 
+def sixteen_bit_grey(image: Image.Image) -> Image.Image:
+    return Image.fromarray(np.asarray(image.convert("L"), np.uint16) * 257)
+
+
+# Scanners and image editors write 16-bit grey PNG and TIFF, and CIELAB TIFF: Pillow cannot
+# resample the first or turn the second grey as they are.
+@pytest.mark.parametrize(
+    ("convert", "fmt"),
+    [(sixteen_bit_grey, "PNG"), (sixteen_bit_grey, "TIFF"), (lambda im: im.convert("LAB"), "TIFF")],
+    ids=["16-bit-grey-png", "16-bit-grey-tiff", "cielab-tiff"],
+)
+def test_copies_in_uncommon_pixel_modes_are_matched(
+    client: FlaskClient, registered_set: dict[str, Signed], convert, fmt: str
+) -> None:
+    signed = registered_set["rocket"]
+    options = {"compression": "tiff_lzw"} if fmt == "TIFF" else {}
+    copy = transforms.encode(convert(transforms.decode(signed.data)), fmt, **options)
+    result = verify(client, copy)
+    assert result["verdict"] == "matched"
+    assert result["matches"][0]["generation_id"] == signed.generation_id
+
+
+def test_a_16_bit_grey_png_is_registered_and_its_stripped_copy_matched(
+    client: FlaskClient, signing_key: str
+) -> None:
+    image = sixteen_bit_grey(transforms.decode(fixture_bytes("chelsea.jpg")))
+    signed = register(client, signing_key, transforms.encode(image, "PNG"), filename="scan.png")
+    # Re-saved as an 8-bit JPEG the way image tools do it: the top 8 bits of each pixel.
+    eight_bit = np.asarray(Image.open(io.BytesIO(signed.data))) >> 8
+    result = verify(client, transforms.encode(Image.fromarray(eight_bit.astype(np.uint8)), "JPEG"))
+    assert result["verdict"] == "matched"
+    assert result["matches"][0]["generation_id"] == signed.generation_id
+
+
 def test_exif_orientation_is_applied_before_registering_and_matching(
     client: FlaskClient, signing_key: str
 ) -> None:
