@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def _trust_anchors(settings: Settings) -> str:
 
 
 def build_services(settings: Settings) -> Services:
-    with db.open_database(settings.database) as connection:
+    with contextlib.closing(db.open_database(settings.database)) as connection:
         index = load_index(settings, connection)
     signer: ManifestSigner | None
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -37,7 +38,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 def prepare(settings: Settings) -> None:
     """Migrate the store and refresh the saved index once, so workers start from a fresh file."""
-    with db.open_database(settings.database) as connection:
+    # Closed here, not left to the garbage collector: an SQLite connection that survives into
+    # gunicorn's fork shares its locks with the workers and breaks theirs (disk I/O errors,
+    # writes of other processes unseen).
+    with contextlib.closing(db.open_database(settings.database)) as connection:
         index = load_index(settings, connection)
     index.save(index_file(settings))
     logger.info("index saved with %d records", index.records)

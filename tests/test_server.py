@@ -16,8 +16,23 @@ import pytest
 import requests
 
 from provenance.config import Settings
+from provenance.server import prepare
 from tests import transforms
 from tests.conftest import api_key, fixture_bytes
+
+
+def open_files() -> list[str]:
+    fds = Path("/proc/self/fd")
+    return [os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_preparing_the_server_leaves_no_database_open_for_the_workers_to_inherit(settings: Settings) -> None:
+    """gunicorn forks its workers from the process that prepared the store: a connection still
+    open there (left to the garbage collector) shares SQLite's locks with them, and their reads
+    then miss other processes' writes or fail with disk I/O errors."""
+    prepare(settings)
+    assert not [path for path in open_files() if path.startswith(str(settings.database))]
 
 
 def free_port() -> int:
