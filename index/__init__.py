@@ -1,6 +1,6 @@
 """Image fingerprints, their store and FAISS search: image -> fingerprints -> candidate records."""
 
-from index.alignment import Agreement, block_agreement, hue_agreement, locate_within
+from index.alignment import Agreement, block_agreement, hue_agreement, locate_within, placed_finer
 from index.errors import FingerprintError, IndexNotReady
 from index.features import (
     PROCESSING_SIDE,
@@ -52,6 +52,7 @@ __all__ = [
     "mapped_region",
     "one_thread_per_process",
     "pdq",
+    "placed_finer",
     "pdq_agreement_needed",
     "pdq_confidence",
     "pdq_dihedral",

@@ -247,13 +247,15 @@ def locate_within(
             best_score, x, y = found
             best = _placement(2 * size[0] / query_width, 2 * size[1] / query_height, 2 * x, 2 * y)
         scale /= _LOCATE_SCALE_STEP
-    return None if best is None else _placed_finer(query_gray, preview_gray, best)
+    return None if best is None else placed_finer(query_gray, preview_gray, best)
 
 
-def _placed_finer(query_gray: np.ndarray, preview_gray: np.ndarray, coarse_map: np.ndarray) -> np.ndarray:
-    """A coarse placement searched again at the preview's full resolution, half a scale step
-    either way and a few pixels around: a whole step off leaves a crop's far side several
-    pixels out, more than the refinement in ``block_agreement`` may move."""
+def placed_finer(query_gray: np.ndarray, preview_gray: np.ndarray, coarse_map: np.ndarray) -> np.ndarray:
+    """A coarse placement (2x3, query pixels to ``preview_gray``'s) searched again at the
+    preview's full resolution, half a scale step either way and a few pixels around: a whole
+    step off leaves a crop's far side several pixels out, more than the refinement in
+    ``block_agreement`` may move. Also places a crop in a larger preview where it was found in
+    a smaller one."""
     query_height, query_width = query_gray.shape
     height, width = preview_gray.shape
     scale, left, top = coarse_map[0, 0], int(coarse_map[0, 2]), int(coarse_map[1, 2])

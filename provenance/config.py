@@ -30,7 +30,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 2
-    thumbnail_side: int = 256
+    thumbnail_side: int = 512
     # Verifications per minute and client (0: unlimited): by address without a key, by key with one.
     verify_per_minute: int = 30
     verify_per_minute_with_key: int = 600

@@ -3,6 +3,7 @@ look, each later look only while nothing matched, gathering evidence per record.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ from index import (
     pdq_agreement_needed,
     pdq_confidence,
     pdq_dihedral,
+    placed_finer,
     required_agreement,
     verify_geometry,
 )
@@ -64,6 +66,50 @@ DENSE_MIN_COVERAGE = 0.1
 # only rescue one that already agrees this much (benchmark probe: copies that end up passing
 # start at 0.43 or more; 3,488 of 3,538 wrong candidates below 0.5 skip the ~3 ms refinement).
 DENSE_REFINE_FROM = 0.3
+# The agreement thresholds (index.scoring.Thresholds) were calibrated on previews of this long
+# side: every judgement is made there first. A larger stored preview is judged again, finely,
+# where that first judgement fails and the suspect resolves it (see Preview).
+JUDGED_SIDE = 256
+# A placement that the coarse preview could judge is judged finely only from this share
+# (benchmark: each crop that the fine judgement made a match had 0.55 or more, or too few
+# structured blocks to judge; three in four wrong candidates of never-registered queries are
+# below 0.3, one in twenty above 0.5, and each fine judgement costs ~9 ms).
+DENSE_FINE_FROM = 0.5
+
+
+class Preview:
+    """A record's stored preview, as judged first (``coarse``, at most JUDGED_SIDE on its long
+    side) and, where the store keeps it larger, at its full size (``fine``).
+
+    A crop of a small drawing on a large page, or a crop keeping a quarter of the original,
+    covers few blocks of a 256 px preview: too few to judge (a drawing of 60 preview pixels
+    gives some 20 structured blocks, where a crop placed without keypoints needs 32), or too
+    coarse for the thin strokes that the suspect, seen at twice that scale, shows sharply. At
+    512 px the same overlap holds four times the blocks, with the original's own detail in each.
+    """
+
+    def __init__(self, stored: bytes) -> None:
+        self._stored = stored
+        image: Image.Image = Image.open(io.BytesIO(stored))
+        self.stored_width, self._stored_side = image.width, max(image.size)
+        if self._stored_side > JUDGED_SIDE:
+            # JPEG decodes at a fraction of its size in the DCT (draft), far cheaper than a
+            # full decode and a resize; the scale to the original is read from the width.
+            image.draft("RGB", _fitting(image.size, JUDGED_SIDE))
+            image = image.resize(_fitting(image.size, JUDGED_SIDE), Image.Resampling.BILINEAR)
+        self.coarse = Picture(image)
+
+    @functools.cached_property
+    def _fine(self) -> Picture:
+        return Picture(Image.open(io.BytesIO(self._stored)))
+
+    def fine_for(self, to_stored: np.ndarray) -> Picture | None:
+        """The preview at its stored size, for a suspect mapped onto it by ``to_stored`` (2x3);
+        None where it is no larger than the coarse one, or finer than the suspect resolves
+        (judging blur against detail)."""
+        if self._stored_side <= JUDGED_SIDE or float(np.hypot(to_stored[0, 0], to_stored[1, 0])) > 1.0:
+            return None
+        return self._fine
 
 
 class _Previews:
@@ -72,15 +118,13 @@ class _Previews:
 
     def __init__(self, records: RecordStore) -> None:
         self._records = records
-        self._found: dict[int, tuple[GenerationRecord, Picture] | None] = {}
+        self._found: dict[int, tuple[GenerationRecord, Preview] | None] = {}
 
-    def get(self, record_id: int) -> tuple[GenerationRecord, Picture] | None:
+    def get(self, record_id: int) -> tuple[GenerationRecord, Preview] | None:
         """The record and its preview; None if the record is gone."""
         if record_id not in self._found:
             record = self._records.by_id(record_id)
-            self._found[record_id] = (
-                None if record is None else (record, Picture(Image.open(io.BytesIO(record.thumbnail))))
-            )
+            self._found[record_id] = None if record is None else (record, Preview(record.thumbnail))
         return self._found[record_id]
 
 
@@ -107,10 +151,9 @@ def _fitting(size: tuple[int, int], side: int) -> tuple[int, int]:
 class Matcher:
     """Finds the records a suspect may be a copy of, cheapest look first. One per process."""
 
-    def __init__(self, index: FingerprintIndex, thresholds: Thresholds, preview_side: int) -> None:
+    def __init__(self, index: FingerprintIndex, thresholds: Thresholds) -> None:
         self._index = index
         self.thresholds = thresholds
-        self._preview_side = preview_side
 
     def search(
         self,
@@ -262,8 +305,7 @@ class Matcher:
             if geometry.inliers > found.inliers or (
                 kept < MATCH_CONFIDENCE and geometry.inliers >= self.thresholds.inliers_possible
             ):
-                agreement, preview = self._agreement(suspect, previews, record_id, geometry)
-                confidence = self._geometry_confidence(suspect, preview, geometry, agreement)
+                agreement, confidence = self._judge_geometry(suspect, previews, record_id, geometry)
                 if confidence > kept or (confidence == kept and geometry.inliers > found.inliers):
                     found.inliers = geometry.inliers
                     found.region, found.coverage = geometry.region, geometry.coverage
@@ -296,12 +338,33 @@ class Matcher:
         whole = verify_geometry(query, reference)
         return whole if whole is not None and whole.inliers > geometry.inliers else geometry
 
+    def _judge_geometry(
+        self, suspect: Picture, previews: _Previews, record_id: int, geometry: GeometricMatch
+    ) -> tuple[Agreement | None, float]:
+        """A geometric match's confidence and the dense agreement it was judged on (None: not
+        judged, only where it can decide a match): on the coarse preview, and on the fine one
+        where that did not confirm the match."""
+        thresholds = self.thresholds
+        unjudged = None, geometry_confidence(geometry.inliers, None, thresholds)
+        if not thresholds.inliers_possible <= geometry.inliers < thresholds.inliers_alone:
+            return unjudged
+        found = previews.get(record_id)
+        if found is None:
+            return unjudged
+        record, preview = found
+        # Refining the alignment costs ~4 ms; it can only matter below the share the rule asks.
+        enough = required_agreement(geometry.inliers, thresholds)
+        agreement = _preview_agreement(suspect, record, preview.coarse, geometry.transform, enough)
+        confidence = self._geometry_confidence(suspect, preview.coarse, geometry, agreement)
+        fine = preview.fine_for(geometry.transform * (preview.stored_width / record.width))
+        if confidence >= MATCH_CONFIDENCE or fine is None:
+            return agreement, confidence
+        fine_agreement = _preview_agreement(suspect, record, fine, geometry.transform, enough)
+        fine_confidence = self._geometry_confidence(suspect, fine, geometry, fine_agreement)
+        return (fine_agreement, fine_confidence) if fine_confidence > confidence else (agreement, confidence)
+
     def _geometry_confidence(
-        self,
-        suspect: Picture,
-        preview: Picture | None,
-        geometry: GeometricMatch,
-        agreement: Agreement | None,
+        self, suspect: Picture, preview: Picture, geometry: GeometricMatch, agreement: Agreement | None
     ) -> float:
         """A geometric match's confidence; one of few inliers must keep the original's hues too
         (asked only where the rest confirms it)."""
@@ -309,28 +372,12 @@ class Matcher:
         confidence = geometry_confidence(geometry.inliers, share, self.thresholds)
         if (
             agreement is not None
-            and preview is not None
             and confidence >= MATCH_CONFIDENCE
             and geometry.inliers < self.thresholds.inliers_match
         ):
             hue = _hue(suspect, preview, agreement)
             confidence = geometry_confidence(geometry.inliers, share, self.thresholds, hue)
         return confidence
-
-    def _agreement(
-        self, suspect: Picture, previews: _Previews, record_id: int, geometry: GeometricMatch
-    ) -> tuple[Agreement | None, Picture | None]:
-        """Dense agreement with the record's preview, judged only where it can decide a match,
-        and the preview it was judged on (for the hue); (None, None) where not judged."""
-        if not self.thresholds.inliers_possible <= geometry.inliers < self.thresholds.inliers_alone:
-            return None, None
-        found = previews.get(record_id)
-        if found is None:
-            return None, None
-        record, preview = found
-        # Refining the alignment costs ~4 ms; it can only matter below the share the rule asks.
-        enough = required_agreement(geometry.inliers, self.thresholds)
-        return _preview_agreement(suspect, record, preview, geometry.transform, enough), preview
 
     def _dense_look(
         self, suspect: Picture, record_ids: list[int], previews: _Previews, evidence: dict[int, Evidence]
@@ -339,41 +386,63 @@ class Matcher:
         without keypoints, and judge the placement block by block (and by hue, which can only
         veto a placement that the blocks confirm)."""
         # Previews are small: shrink the suspect to their size once, not for every record.
-        side = self._preview_side
-        small = Picture(suspect.image.resize(_fitting(suspect.image.size, side), Image.Resampling.BILINEAR))
+        small = Picture(
+            suspect.image.resize(_fitting(suspect.image.size, JUDGED_SIDE), Image.Resampling.BILINEAR)
+        )
+        shrink = (small.image.width / suspect.image.width, small.image.height / suspect.image.height)
+        to_small = np.diag([*shrink, 1.0])
         for record_id in record_ids:
             reference = previews.get(record_id)
             if reference is None:
                 continue
             record, preview = reference
-            preview_gray = preview.gray
-            placed = locate_within(small.gray, preview_gray, min_coverage=DENSE_MIN_COVERAGE)
+            placed = locate_within(small.gray, preview.coarse.gray, min_coverage=DENSE_MIN_COVERAGE)
             if placed is None:
                 continue
-            agreement = block_agreement(
-                small.gray,
-                preview_gray,
-                placed,
-                enough=self.thresholds.dense_agreement_few,
-                refine_from=DENSE_REFINE_FROM,
-                edge_tolerant=True,
-            )
-            if (
-                agreement is None
-                or dense_confidence(agreement.share, agreement.blocks, None, self.thresholds) <= 0
+            agreement = self._dense_agreement(small, preview.coarse, placed)
+            judged_on, query = preview.coarse, small
+            if not self._dense_confirms(agreement) and (
+                agreement is None or agreement.share >= DENSE_FINE_FROM
             ):
+                # Too few blocks to judge, or near a copy's share: judge the placement again on
+                # the full-size suspect and preview, made precise at that resolution (a pixel
+                # off at the coarse preview's half resolution is four there).
+                to_fine = (placed @ to_small) * (preview.stored_width / preview.coarse.image.width)
+                fine = preview.fine_for(to_fine)
+                if fine is not None:
+                    to_fine = placed_finer(suspect.gray, fine.gray, to_fine)
+                    agreement, judged_on, query = self._dense_agreement(suspect, fine, to_fine), fine, suspect
+            if agreement is None or not self._dense_confirms(agreement):
                 continue
-            hue = _hue(small, preview, agreement)
+            hue = _hue(query, judged_on, agreement)
             confidence = dense_confidence(agreement.share, agreement.blocks, hue, self.thresholds)
             if confidence <= 0:
                 continue
             found = evidence.setdefault(record_id, Evidence())
-            to_original = agreement.transform * (record.width / preview_gray.shape[1])
+            to_original = agreement.transform * (record.width / judged_on.image.width)
             found.region, found.coverage = mapped_region(
-                to_original, small.image.size, (record.width, record.height)
+                to_original, query.image.size, (record.width, record.height)
             )
             found.keep(judged("dense_alignment", agreement, confidence))
             return
+
+    def _dense_agreement(self, query: Picture, preview: Picture, placed: np.ndarray) -> Agreement | None:
+        """Block agreement of a placement found without keypoints (edge-tolerant, see
+        index.alignment), refined where it comes near a copy's."""
+        return block_agreement(
+            query.gray,
+            preview.gray,
+            placed,
+            enough=self.thresholds.dense_agreement_few,
+            refine_from=DENSE_REFINE_FROM,
+            edge_tolerant=True,
+        )
+
+    def _dense_confirms(self, agreement: Agreement | None) -> bool:
+        """Whether a placement's blocks make it a match, before its hues are asked."""
+        return agreement is not None and (
+            dense_confidence(agreement.share, agreement.blocks, None, self.thresholds) > 0
+        )
 
     def _whole_image_agreement(
         self, suspect: Picture, previews: _Previews, record_id: int, variant: int, enough: float
@@ -388,4 +457,4 @@ class Matcher:
         to_original = np.array(
             [[record.width / upright.image.width, 0, 0], [0, record.height / upright.image.height, 0]]
         )
-        return _preview_agreement(upright, record, preview, to_original, enough)
+        return _preview_agreement(upright, record, preview.coarse, to_original, enough)

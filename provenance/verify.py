@@ -48,7 +48,7 @@ class Verifier:
         self._index = index
         self._reader = reader
         self.thresholds = thresholds or Thresholds()
-        self._matcher = Matcher(index, self.thresholds, settings.thumbnail_side)
+        self._matcher = Matcher(index, self.thresholds)
 
     def verify(self, connection: sqlite3.Connection, data: bytes) -> VerificationResult:
         timings: dict[str, float] = {}

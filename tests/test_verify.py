@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 
@@ -11,6 +12,7 @@ from flask.testing import FlaskClient
 from PIL import Image, ImageDraw, ImageOps
 
 from index import Thresholds
+from provenance.app import create_app
 from provenance.config import Settings
 from tests import transforms
 from tests.conftest import Signed, api_key, fixture_bytes, register
@@ -325,6 +327,50 @@ def test_a_crop_of_a_flat_drawing_is_placed_in_it_without_keypoints(
     assert methods["dense_alignment"] >= 0.9 > methods.get("local_features", 0.0)
     assert polygon_iou(best["region"], box) > 0.9
     assert 0.2 < best["coverage"] < 0.3
+
+
+def rings_on_a_page() -> Image.Image:
+    """Two thin rings in the middle of a large blank page, as clip art sits on an A4 sheet."""
+    page = Image.new("RGB", (1200, 1700), "white")
+    draw = ImageDraw.Draw(page)
+    rng = random.Random(2)
+    for _ in range(2):
+        x, y = rng.randint(450, 700), rng.randint(650, 900)
+        draw.ellipse((x, y, x + rng.randint(30, 120), y + rng.randint(30, 120)), outline="#333333", width=2)
+    return page
+
+
+def test_a_crop_of_a_small_drawing_on_a_large_page_is_judged_on_the_finer_preview(
+    client: FlaskClient, signing_key: str
+) -> None:
+    """Some thirty inliers align the crop, too few to be trusted unconfirmed. On a 256 px
+    preview the rings span 5-18 px: too few structured blocks to confirm them (a possible
+    match). The 512 px preview has enough, and they agree."""
+    signed = register(client, signing_key, transforms.encode(rings_on_a_page(), "PNG"))
+    cropped, box = transforms.crop(signed.data, 0.5)
+    result = verify(client, cropped)
+    assert result["verdict"] == "matched"
+    best = result["matches"][0]
+    assert best["generation_id"] == signed.generation_id
+    (method,) = best["methods"]
+    assert method["method"] == "local_features"
+    assert method["score"] < 60  # inliers_unjudged: without the agreement no match
+    assert method["agreement"] >= 0.9
+    assert polygon_iou(best["region"], box) > 0.9
+
+
+def test_records_kept_with_smaller_previews_are_still_matched(settings: Settings, signing_key: str) -> None:
+    """A store registered when previews were kept at 256 px is searched after the upgrade: its
+    previews are judged at that size only."""
+    before = create_app(dataclasses.replace(settings, thumbnail_side=256)).test_client()
+    signed = register(before, signing_key, fixture_bytes("chelsea.jpg"))
+    after = create_app(settings).test_client()
+    for keep_area in (0.5, 0.25):
+        cropped, box = transforms.crop(signed.data, keep_area, (1.0, 1.0))
+        result = verify(after, cropped)
+        assert result["verdict"] == "matched"
+        assert result["matches"][0]["generation_id"] == signed.generation_id
+        assert polygon_iou(result["matches"][0]["region"], box) > 0.8
 
 
 def test_a_crop_of_the_same_design_in_other_colours_is_not_matched(
