@@ -34,7 +34,9 @@ class Thresholds:
     agreement_at_many_inliers: float = 0.6
     agreement_span_inliers: int = 40
     agreement_below_match: float = 0.95
-    inliers_alone: int = 300  # so many inliers need no dense confirmation (largest coincidence: 60)
+    # So many inliers need no dense confirmation (benchmark: wrong records reach 123, a mirrored
+    # Wesnoth sprite against its neighbour in the same set).
+    inliers_alone: int = 300
     # Where the overlap is too calm for the dense check to judge (a misty wallpaper's crop), a
     # coincidence has little to align: shapes and glyphs that line up by chance are structure,
     # which the check would judge. So many inliers there are a copy's (benchmark: wrong records
