@@ -111,6 +111,7 @@ def manifest_json(report: ManifestReport) -> dict[str, Any]:
         "claim_generator": report.claim_generator,
         "digital_source_type": report.digital_source_type,
         "signed_by_us": report.signed_by_us,
+        "signer_status": report.signer_status,
         "generation_id": report.generation_id,
         "claimed_generation_id": report.claimed_generation_id,
         "label": report.label,

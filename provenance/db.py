@@ -51,6 +51,21 @@ CREATE TABLE manifest_stores (
 );
 """
 
+# Every leaf certificate we signed with (provenance.signers). Serials are decimal text: c2pa
+# reports them so, and they exceed 64 bits.
+_SIGNERS = """
+CREATE TABLE signers (
+    serial TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('current', 'retired', 'revoked')),
+    added_at TEXT NOT NULL,
+    revoked_from TEXT,
+    certificate_pem TEXT NOT NULL
+);
+"""
+
 
 def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     # executescript() would commit the migration's transaction half-way; run statements one by one.
@@ -67,6 +82,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0002_fingerprints", _statements(FingerprintStore.SCHEMA)),
     ("0003_api_keys", _statements(_API_KEYS)),
     ("0004_manifest_stores", _statements(_MANIFEST_STORES)),
+    ("0005_signers", _statements(_SIGNERS)),
 ]
 
 

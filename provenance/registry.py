@@ -13,10 +13,11 @@ from typing import Any
 
 from index import FingerprintStore, fingerprint_image
 from provenance.config import Settings
-from provenance.errors import InvalidMetadata
+from provenance.errors import InvalidMetadata, SigningUnavailable
 from provenance.imaging import SIGNABLE_FORMATS, decode_image, thumbnail_jpeg
 from provenance.manifest import SDK_VERSION, build_manifest, manifest_label
 from provenance.records import GenerationRecord, RecordStore
+from provenance.signers import Signer, SignerStore
 from provenance.signing import ManifestSigner
 
 MAX_METADATA_BYTES = 64 * 1024
@@ -69,6 +70,20 @@ class Registry:
         self._signer = signer
         self._after_commit = after_commit
 
+    def signer_on_record(self, connection: sqlite3.Connection) -> Signer:
+        """Our signing certificate as the signers record has it (enrolled on first use).
+
+        Raises:
+            SigningUnavailable: it has been revoked, so what it signs now would not be ours.
+        """
+        signer = SignerStore(connection).for_signing(self._signer.certificate_chain)
+        if not signer.ours_at(datetime.now(UTC)):
+            raise SigningUnavailable(
+                f"the signing certificate {signer.serial} is revoked from {signer.revoked_from}; "
+                "configure a new one and run `provenance keys rotate`"
+            )
+        return signer
+
     def register(
         self,
         connection: sqlite3.Connection,
@@ -98,18 +113,21 @@ class Registry:
         thumbnail = thumbnail_jpeg(decoded.image, self._settings.thumbnail_side)
         lap("fingerprint")
         generation_id = str(uuid.uuid4())
+        created_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         manifest = build_manifest(
             generation_id=generation_id,
             model=request.model,
             generator_name=self._settings.generator_name,
             title=filename,
             pdq_hash=fingerprints.pdq.bits,
+            signed_at=created_at,
         )
+        self.signer_on_record(connection)
         signed = self._signer.sign(manifest, data, decoded.mime_type)
         lap("sign")
         record = GenerationRecord(
             generation_id=generation_id,
-            created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            created_at=created_at,
             model=request.model,
             public=request.public,
             private=request.private,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -94,3 +95,91 @@ def test_index_rebuild_reports_the_records(runner: CliRunner, settings: Settings
     assert result.exit_code == 0
     assert "indexed 1 records" in result.output
     assert (settings.index_directory / "fingerprints.npz").exists()
+
+
+def verify_json(runner: CliRunner, settings: Settings, *paths: str) -> list[dict]:
+    result = run(runner, settings, "verify", "--json", *paths)
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.output.splitlines()]
+
+
+def test_rotated_and_revoked_keys(runner: CliRunner, settings: Settings, tmp_path: Path) -> None:
+    def sign_one(name: str) -> dict:
+        out = tmp_path / name
+        result = run(
+            runner, settings, "sign", "--model", "m", "--out", str(out), "--json", str(FIXTURES / name)
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    first = sign_one("coffee.jpg")
+    rotated = run(runner, settings, "keys", "rotate")
+    assert rotated.exit_code == 0, rotated.output
+    second = sign_one("rocket.jpg")
+    listed = run(runner, settings, "keys", "list", "--json").output
+    signers = [json.loads(line) for line in listed.splitlines()]
+    assert sorted(s["status"] for s in signers) == ["current", "retired"]
+    old_serial = next(s["serial"] for s in signers if s["status"] == "retired")
+
+    results = verify_json(runner, settings, first["output"], second["output"])
+    assert [r["verdict"] for r in results] == ["authentic", "authentic"]
+    assert [r["c2pa"]["signed_by_us"] for r in results] == [True, True]
+    assert [r["c2pa"]["signer_status"] for r in results] == ["retired", "current"]
+    signed_at = datetime.fromisoformat(results[0]["c2pa"]["signed_at"])
+
+    later = (signed_at + timedelta(minutes=1)).isoformat()
+    assert run(runner, settings, "keys", "revoke", old_serial, "--from", later).exit_code == 0
+    still = verify_json(runner, settings, first["output"])[0]
+    assert (still["verdict"], still["c2pa"]["signed_by_us"], still["c2pa"]["signer_status"]) == (
+        "authentic",
+        True,
+        "revoked",
+    )
+
+    earlier = (signed_at - timedelta(minutes=1)).isoformat()
+    assert run(runner, settings, "keys", "revoke", old_serial, "--from", earlier).exit_code == 0
+    cut_off, unaffected = verify_json(runner, settings, first["output"], second["output"])
+    assert cut_off["verdict"] == "matched"  # its pixels are still ours; its signature no longer is
+    assert cut_off["c2pa"]["signed_by_us"] is False
+    assert cut_off["c2pa"]["signer_status"] == "revoked"
+    assert cut_off["c2pa"]["generation_id"] is None
+    assert cut_off["c2pa"]["claimed_generation_id"] == first["generation_id"]
+    assert unaffected["verdict"] == "authentic"
+
+
+def test_signing_with_a_revoked_key_is_refused(runner: CliRunner, settings: Settings, tmp_path: Path) -> None:
+    run(runner, settings, "sign", "--model", "m", "--out", str(tmp_path / "a"), str(FIXTURES / "coffee.jpg"))
+    serial = json.loads(run(runner, settings, "keys", "list", "--json").output)["serial"]
+    assert run(runner, settings, "keys", "revoke", serial, "--from", "2020-01-01T00:00:00Z").exit_code == 0
+    refused = runner.invoke(
+        main, ["--data-dir", str(settings.data_dir), "sign", "--model", "m", str(FIXTURES / "rocket.jpg")]
+    )
+    assert refused.exit_code == 3
+    assert "revoked" in refused.output and "keys rotate" in refused.output
+
+
+def test_keys_init_force_refuses_to_orphan_signed_images(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    chain = settings.cert_chain.read_bytes()
+    run(runner, settings, "sign", "--model", "m", "--out", str(tmp_path / "a"), str(FIXTURES / "coffee.jpg"))
+    refused = runner.invoke(main, ["--data-dir", str(settings.data_dir), "keys", "init", "--force"])
+    assert refused.exit_code == 1
+    assert "keys rotate" in refused.output
+    assert settings.cert_chain.read_bytes() == chain
+
+
+def test_keys_revoke_and_rotate_report_bad_input(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    base = ["--data-dir", str(settings.data_dir), "keys"]
+    assert runner.invoke(main, [*base, "revoke", "1", "--from", "yesterday"]).exit_code == 2
+    unknown = runner.invoke(main, [*base, "revoke", "1", "--from", "2026-01-01"])
+    assert unknown.exit_code == 1 and "no signing certificate" in unknown.output
+    not_pem = tmp_path / "chain.pem"
+    not_pem.write_text("not a certificate")
+    assert runner.invoke(main, [*base, "rotate", "--chain", str(not_pem)]).exit_code == 2
+    for name in ("intermediate.key",):
+        (settings.keys_directory / name).unlink()
+    no_intermediate = runner.invoke(main, [*base, "rotate"])
+    assert no_intermediate.exit_code == 2 and "--chain" in no_intermediate.output
