@@ -18,6 +18,7 @@ from provenance.apikeys import SCOPES, create_api_key, parse_scopes
 from provenance.config import Settings
 from provenance.devkeys import KeyFiles, generate_dev_keys, rotate_dev_leaf
 from provenance.errors import ProvenanceError, SigningUnavailable
+from provenance.idempotency import CLI_OWNER, IdempotencyKey, request_sha256
 from provenance.records import RecordStore
 from provenance.signers import Signer, SignerStore, utc_time
 
@@ -270,10 +271,18 @@ def sign(
 
     def sign_one(path: Path) -> dict[str, Any]:
         target = (out / path.name) if out else path.with_name(f"{path.stem}-signed{path.suffix}")
+        data = path.read_bytes()
+        # Keyed by what is signed, so re-running a bulk run that died answers the files it had
+        # registered with their records (and rewrites their outputs) instead of adding new ones.
+        key = IdempotencyKey(CLI_OWNER, request_sha256(data, request.canonical_json(), path.name))
         with db.connect(settings.database) as connection:
-            registration = registry.register(connection, path.read_bytes(), request, filename=path.name)
+            registration = registry.register(connection, data, request, path.name, key)
         target.write_bytes(registration.signed)
-        return {"generation_id": registration.record.generation_id, "output": str(target)}
+        return {
+            "generation_id": registration.record.generation_id,
+            "output": str(target),
+            "replayed": registration.replayed,
+        }
 
     if _each_file(files, sign_one, as_json, show_progress=len(files) > 3 and not as_json):
         sys.exit(EXIT_ERROR)

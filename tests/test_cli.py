@@ -97,6 +97,42 @@ def test_index_rebuild_reports_the_records(runner: CliRunner, settings: Settings
     assert (settings.index_directory / "fingerprints.npz").exists()
 
 
+def record_count(settings: Settings) -> int:
+    from provenance import db
+
+    with db.open_database(settings.database) as connection:
+        return connection.execute("SELECT count(*) FROM records").fetchone()[0]
+
+
+def test_rerunning_an_interrupted_bulk_sign_does_not_duplicate_records(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    sources = tmp_path / "gen"
+    sources.mkdir()
+    for name in ("coffee", "rocket", "chelsea"):
+        (sources / f"{name}.jpg").write_bytes(fixture_bytes(f"{name}.jpg"))
+    out = tmp_path / "signed"
+    files = [str(sources / f"{name}.jpg") for name in ("coffee", "rocket", "chelsea")]
+    # The first run died after registering two files and writing only the first one's output.
+    first = run(runner, settings, "sign", "--model", "m", "--out", str(out), "--json", *files[:2])
+    first_lines = [json.loads(line) for line in first.output.splitlines()]
+    written = Path(first_lines[0]["output"]).read_bytes()
+    Path(first_lines[1]["output"]).unlink()
+
+    again = run(runner, settings, "sign", "--model", "m", "--out", str(out), "--json", *files)
+    assert again.exit_code == 0, again.output
+    lines = [json.loads(line) for line in again.output.splitlines()]
+    assert [line["generation_id"] for line in lines[:2]] == [line["generation_id"] for line in first_lines]
+    assert [line["replayed"] for line in lines] == [True, True, False]
+    assert Path(lines[0]["output"]).read_bytes() == written
+    assert Path(lines[1]["output"]).exists()
+    assert record_count(settings) == 3
+
+    other_model = run(runner, settings, "sign", "--model", "m2", "--out", str(tmp_path / "o2"), files[0])
+    assert other_model.exit_code == 0
+    assert record_count(settings) == 4
+
+
 def verify_json(runner: CliRunner, settings: Settings, *paths: str) -> list[dict]:
     result = run(runner, settings, "verify", "--json", *paths)
     assert result.exit_code == 0, result.output
