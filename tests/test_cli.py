@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from provenance.cli import main
@@ -219,3 +224,34 @@ def test_keys_revoke_and_rotate_report_bad_input(
         (settings.keys_directory / name).unlink()
     no_intermediate = runner.invoke(main, [*base, "rotate"])
     assert no_intermediate.exit_code == 2 and "--chain" in no_intermediate.output
+
+
+@pytest.mark.slow
+def test_a_bulk_sign_killed_mid_run_and_run_again_registers_each_file_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    sources = tmp_path / "gen"
+    sources.mkdir()
+    files = []
+    for i in range(12):
+        path = sources / f"{i:02}.jpg"
+        path.write_bytes(transforms.resize(fixture_bytes("coffee.jpg"), 0.5 + i / 40))
+        files.append(str(path))
+    command = [sys.executable, "-m", "provenance", "--data-dir", str(settings.data_dir), "sign"]
+    command += ["--model", "m", "--out", str(tmp_path / "signed"), "--json", *files]
+    unbuffered = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each line as soon as its file is done
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL}
+    with subprocess.Popen(command, env=unbuffered, **pipes) as process:
+        assert process.stdout is not None
+        printed = [process.stdout.readline() for _ in range(3)]
+        os.kill(process.pid, signal.SIGKILL)  # mid-run: a record after the third may be committed, unprinted
+    assert all(printed)
+    registered_before = record_count(settings)
+    assert 3 <= registered_before < len(files)
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    lines = [json.loads(line) for line in again.stdout.splitlines()]
+    assert sum(line["replayed"] for line in lines) == registered_before
+    assert record_count(settings) == len(files)
+    assert len({line["generation_id"] for line in lines}) == len(files)
