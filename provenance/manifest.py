@@ -76,7 +76,7 @@ class ManifestReport:
     label: str | None = None
     signer: str | None = None
     issuer: str | None = None
-    signed_at: str | None = None  # the TSA's time, else the time our assertion claims
+    signed_at: str | None = None  # the TSA's time, else the time our assertion claims, if our certificate
     signer_status: str | None = None  # current | retired | revoked: the certificate is one of ours
     claim_generator: str | None = None
     digital_source_type: str | None = None
@@ -146,9 +146,10 @@ class ManifestReader:
         )
         signature = manifest.get("signature_info") or {}
         ours = _assertion(manifest, GENERATION_ASSERTION)
-        # A TSA's time is attested; ours is only claimed, by whoever holds the key (README, "Key rotation").
-        signed_at = signature.get("time") or ours.get("signed_at")
         signer = self._signers(str(signature.get("cert_serial_number"))) if state == "Trusted" else None
+        # A TSA's time is attested. Ours is only claimed, by whoever holds one of our keys (README,
+        # "Key rotation"), and by anyone at all in a manifest not signed by one: shown only then.
+        signed_at = signature.get("time") or (ours.get("signed_at") if signer else None)
         signed_by_us = signer is not None and signer.ours_at(_time(signed_at))
         claimed = ours.get("generation_id")
         generators = manifest.get("claim_generator_info") or [{}]
