@@ -20,7 +20,7 @@ from provenance.errors import ProvenanceError, SigningUnavailable
 from provenance.manifest import ManifestReader
 from provenance.ratelimit import RateLimiter
 from provenance.registry import Registry
-from provenance.signers import Signer, SignerStore
+from provenance.signers import REFRESH_SECONDS, Signer, SignerCache, SignerStore
 from provenance.signing import ManifestSigner
 from provenance.verify import Verifier
 
@@ -69,14 +69,14 @@ def _trust_anchors(settings: Settings) -> str:
         return ""
 
 
-def signer_lookup(settings: Settings) -> Callable[[str], Signer | None]:
-    """Looks our certificates up in the store each time, so every process sees a revocation at once."""
+def signer_lookup(settings: Settings, max_age: float = REFRESH_SECONDS) -> Callable[[str], Signer | None]:
+    """Finds our certificates in the store's signers record, kept ``max_age`` seconds per process."""
 
-    def find(serial: str) -> Signer | None:
+    def load() -> list[Signer]:
         with contextlib.closing(db.connect(settings.database)) as connection:
-            return SignerStore(connection).by_serial(serial)
+            return SignerStore(connection).all()
 
-    return find
+    return SignerCache(load, max_age).find
 
 
 def build_services(settings: Settings) -> Services:

@@ -3,13 +3,16 @@
 A signature is ours when its leaf certificate is in this record as ``current`` (what we sign with
 now) or ``retired`` (rotated out; its images stay ours), or ``revoked`` with the signature made
 before ``revoked_from``. The record lives in the store, not in the keys folder: every API host
-reads the same one, so a revocation holds everywhere at once, and KMS-backed hosts have no keys
-folder at all.
+reads the same one, so a revocation holds everywhere within REFRESH_SECONDS, and KMS-backed
+hosts have no keys folder at all.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 CURRENT, RETIRED, REVOKED = "current", "retired", "revoked"
+REFRESH_SECONDS = 5.0  # how soon a verifying process sees another's revocation
 _COLUMNS = "serial, fingerprint, subject, not_after, status, added_at, revoked_from, certificate_pem"
 
 
@@ -170,3 +174,24 @@ class SignerStore:
         found = self.by_serial(serial)
         assert found is not None
         return found
+
+
+class SignerCache:
+    """The signers record as one process's verifications read it: reloaded once it is
+    ``max_age`` seconds old, and at once for a serial it does not know (a certificate that
+    another host has just rotated in signs images that must verify as ours right away)."""
+
+    def __init__(self, load: Callable[[], list[Signer]], max_age: float = REFRESH_SECONDS) -> None:
+        self._load = load
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._signers: dict[str, Signer] = {}
+        self._loaded_at = -float("inf")
+
+    def find(self, serial: str) -> Signer | None:
+        with self._lock:
+            stale = time.monotonic() - self._loaded_at > self._max_age
+            if stale or serial not in self._signers:
+                self._signers = {signer.serial: signer for signer in self._load()}
+                self._loaded_at = time.monotonic()
+            return self._signers.get(serial)

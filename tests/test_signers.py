@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from provenance import db
 from provenance.devkeys import KeyFiles, generate_dev_keys, rotate_dev_leaf
-from provenance.signers import CURRENT, RETIRED, REVOKED, SignerStore, leaf_certificate
+from provenance.signers import CURRENT, RETIRED, REVOKED, SignerCache, SignerStore, leaf_certificate
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -64,3 +65,26 @@ def test_a_revoked_certificate_cannot_be_rotated_back_in(store: SignerStore, tmp
     with pytest.raises(ValueError):
         store.rotate(new, old)
     assert store.by_serial(serial(new)).status == CURRENT
+
+
+def test_a_process_sees_new_certificates_at_once_and_status_changes_within_the_refresh(
+    store: SignerStore, tmp_path: Path
+) -> None:
+    old, new = chains(tmp_path)
+    store.enroll(old)
+    loads = []
+
+    def load():
+        loads.append(1)
+        return store.all()
+
+    cache = SignerCache(load, max_age=0.3)
+    assert cache.find(serial(old)).status == CURRENT
+    store.rotate(old, new)
+    assert cache.find(serial(new)).status == CURRENT  # unknown serial: reloaded at once
+    store.revoke(serial(old), NOW)
+    assert cache.find(serial(old)).status == RETIRED  # within the refresh time, as loaded
+    assert cache.find("12345") is None
+    time.sleep(0.35)
+    assert cache.find(serial(old)).status == REVOKED
+    assert len(loads) == 4
