@@ -118,7 +118,7 @@ class IdempotencyStore:
 
     def claim(self, key: IdempotencyKey, answer: StoredAnswer, now: datetime, keep_for: timedelta) -> bool:
         """Inside the caller's transaction, drop expired keys and take this one; False when another
-        request holds it (the caller rolls back and answers with what that request stored)."""
+        request holds it (the caller then writes no record and answers with what that one stored)."""
         self._db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (_stamp(now),))
         cursor = self._db.execute(
             "INSERT INTO idempotency_keys (owner, idempotency_key, request_sha256, generation_id, "
