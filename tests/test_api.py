@@ -255,3 +255,22 @@ def test_an_expired_idempotency_key_starts_afresh(settings: Settings, signing_ke
     assert again.headers["X-Generation-Id"] != first.headers["X-Generation-Id"]
     with db.open_database(settings.database) as connection:
         assert connection.execute("SELECT count(*) FROM idempotency_keys").fetchone()[0] == 1
+
+
+def test_a_running_service_stops_signing_once_its_certificate_is_revoked(
+    client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    from datetime import UTC, datetime
+
+    from provenance.signers import SignerStore
+
+    assert post_generation(client, signing_key, fixture_bytes("coffee.jpg")).status_code == 201
+    with db.open_database(settings.database) as connection:
+        (signer,) = SignerStore(connection).all()
+        SignerStore(connection).revoke(signer.serial, datetime.now(UTC))
+    body = assert_problem(post_generation(client, signing_key, fixture_bytes("rocket.jpg")), 503)
+    assert body["type"] == "/problems/signing-unavailable" and "revoked" in body["detail"]
+    restarted = create_app(settings).test_client()
+    assert_problem(post_generation(restarted, signing_key, fixture_bytes("rocket.jpg")), 503)
+    assert restarted.get("/readyz").get_json()["signing"] is False
+    assert stored_rows(settings) == (1, 2)
