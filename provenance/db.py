@@ -76,9 +76,7 @@ CREATE TABLE idempotency_keys (
     idempotency_key TEXT NOT NULL,
     request_sha256 TEXT NOT NULL,
     generation_id TEXT NOT NULL,
-    signed_prefix INTEGER NOT NULL,
-    signed_suffix INTEGER NOT NULL,
-    signed_middle BLOB NOT NULL,
+    signed_delta BLOB NOT NULL,
     expires_at TEXT NOT NULL,
     PRIMARY KEY (owner, idempotency_key)
 );

@@ -9,15 +9,15 @@ crash leaves both or neither.
 
 To answer again we keep what the signed image adds to the upload, not the image: a retry carries
 the same upload (its hash is part of the request's fingerprint), and c2pa embeds a manifest by
-inserting it, so for JPEG and PNG the common head and tail of the two files plus the ~4 KB
-between them rebuild the signed bytes. WebP's RIFF header changes, so there the delta is the
-whole file; rows are dropped when they expire.
+inserting it, so the upload's runs plus the ~4 KB c2pa wrote rebuild the signed bytes. Rows are
+dropped when they expire.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
+import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -62,28 +62,74 @@ def request_sha256(data: bytes, metadata_json: str, filename: str) -> str:
     return digest.hexdigest()
 
 
+_SYNC_BYTES = 64  # a run of the upload this long, found again in the signed file, resumes copying
+_SYNC_SKIPS = (*range(17), 32, 64, 128, 256, 512, 1024, 2048, 4096)  # upload bytes the signer replaced
+_OP = struct.Struct("<QQQ")  # upload offset, bytes copied from there, literal bytes that follow
+
+
+def _same_run(a: bytes, start_a: int, b: bytes, start_b: int, block: int = 1 << 16) -> int:
+    """How many bytes a[start_a:] and b[start_b:] have in common at their start."""
+    size = min(len(a) - start_a, len(b) - start_b)
+    # Block by block: comparing whole files would allocate a flag per byte after the difference.
+    for done in range(0, size, block):
+        count = min(block, size - done)
+        left = np.frombuffer(a, np.uint8, count, start_a + done)
+        right = np.frombuffer(b, np.uint8, count, start_b + done)
+        differ = left != right
+        if differ.any():
+            return done + int(differ.argmax())
+    return size
+
+
+def _resync(original: bytes, at: int, signed: bytes, start: int) -> tuple[int, int] | None:
+    """Where copying from the upload can resume after a difference: (upload, signed) offsets."""
+    for skip in _SYNC_SKIPS:
+        needle = original[at + skip : at + skip + _SYNC_BYTES]
+        if len(needle) < _SYNC_BYTES:
+            return None
+        found = signed.find(needle, start)
+        if found >= 0:
+            return at + skip, found
+    return None
+
+
 @dataclass(frozen=True)
 class SignedDelta:
-    """The signed image as the upload with ``middle`` in place of all but its head and tail."""
+    """The signed image as runs copied from the upload, each followed by bytes the signer wrote.
 
-    prefix: int
-    suffix: int
-    middle: bytes
+    c2pa inserts the manifest into a JPEG or PNG and appends it to a WebP whose RIFF size it
+    rewrites, so a signed file is the upload plus one or two short edits.
+    """
+
+    ops: tuple[tuple[int, int, bytes], ...]
 
     @classmethod
     def between(cls, original: bytes, signed: bytes) -> SignedDelta:
-        limit = min(len(original), len(signed))
-        a = np.frombuffer(original, np.uint8)
-        b = np.frombuffer(signed, np.uint8)
-        differ = np.flatnonzero(a[:limit] != b[:limit])
-        prefix = int(differ[0]) if differ.size else limit
-        tail = limit - prefix  # the tail may not reach back into the head
-        differ = np.flatnonzero(a[len(a) - tail :] != b[len(b) - tail :])
-        suffix = tail - int(differ[-1]) - 1 if differ.size else tail
-        return cls(prefix, suffix, signed[prefix : len(signed) - suffix])
+        ops = []
+        at = done = 0  # offsets in the upload and in the signed file
+        while done < len(signed):
+            run = _same_run(original, at, signed, done)
+            sync = _resync(original, at + run, signed, done + run)
+            end, resume = (len(signed), at + run) if sync is None else (sync[1], sync[0])
+            ops.append((at, run, signed[done + run : end]))
+            at, done = resume, end
+        return cls(tuple(ops))
 
     def apply(self, original: bytes) -> bytes:
-        return original[: self.prefix] + self.middle + original[len(original) - self.suffix :]
+        return b"".join(original[at : at + run] + literal for at, run, literal in self.ops)
+
+    def encode(self) -> bytes:
+        return b"".join(_OP.pack(at, run, len(literal)) + literal for at, run, literal in self.ops)
+
+    @classmethod
+    def decode(cls, data: bytes) -> SignedDelta:
+        ops, offset = [], 0
+        while offset < len(data):
+            at, run, size = _OP.unpack_from(data, offset)
+            offset += _OP.size
+            ops.append((at, run, data[offset : offset + size]))
+            offset += size
+        return cls(tuple(ops))
 
 
 @dataclass(frozen=True)
@@ -108,13 +154,13 @@ class IdempotencyStore:
     def find(self, key: IdempotencyKey, now: datetime) -> StoredAnswer | None:
         """The answer kept for an unexpired key, or None."""
         row = self._db.execute(
-            "SELECT request_sha256, generation_id, signed_prefix, signed_suffix, signed_middle "
+            "SELECT request_sha256, generation_id, signed_delta "
             "FROM idempotency_keys WHERE owner = ? AND idempotency_key = ? AND expires_at > ?",
             (key.owner, key.key, _stamp(now)),
         ).fetchone()
         if row is None:
             return None
-        return StoredAnswer(row[0], row[1], SignedDelta(row[2], row[3], bytes(row[4])))
+        return StoredAnswer(row[0], row[1], SignedDelta.decode(bytes(row[2])))
 
     def claim(self, key: IdempotencyKey, answer: StoredAnswer, now: datetime, keep_for: timedelta) -> bool:
         """Inside the caller's transaction, drop expired keys and take this one; False when another
@@ -122,16 +168,14 @@ class IdempotencyStore:
         self._db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (_stamp(now),))
         cursor = self._db.execute(
             "INSERT INTO idempotency_keys (owner, idempotency_key, request_sha256, generation_id, "
-            "signed_prefix, signed_suffix, signed_middle, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "signed_delta, expires_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (owner, idempotency_key) DO NOTHING",
             (
                 key.owner,
                 key.key,
                 answer.request_sha256,
                 answer.generation_id,
-                answer.delta.prefix,
-                answer.delta.suffix,
-                answer.delta.middle,
+                answer.delta.encode(),
                 _stamp(now + keep_for),
             ),
         )

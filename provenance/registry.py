@@ -161,15 +161,21 @@ class Registry:
             c2pa_sdk=SDK_VERSION,
             thumbnail=thumbnail,
         )
+        # Worked out before the write lock is taken: it compares the whole files.
+        delta = SignedDelta.between(data, signed.data) if idempotency else None
         # One transaction; SQLite serialises writers, so record ids commit in increasing order
         # and an index tailing "id > last seen" never skips one.
         with connection:
             connection.execute("BEGIN IMMEDIATE")
-            claimed = idempotency is None or IdempotencyStore(connection).claim(
-                idempotency,
-                StoredAnswer(fingerprint, generation_id, SignedDelta.between(data, signed.data)),
-                datetime.now(UTC),
-                timedelta(hours=self._settings.idempotency_hours),
+            claimed = (
+                idempotency is None
+                or delta is None
+                or IdempotencyStore(connection).claim(
+                    idempotency,
+                    StoredAnswer(fingerprint, generation_id, delta),
+                    datetime.now(UTC),
+                    timedelta(hours=self._settings.idempotency_hours),
+                )
             )
             record_id = self._insert(connection, record, signed, fingerprints) if claimed else 0
         if idempotency is not None and not claimed:
