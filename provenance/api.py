@@ -22,6 +22,7 @@ from provenance.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from provenance.idempotency import IdempotencyKey
 from provenance.manifest import ManifestReport
 from provenance.records import GenerationRecord, RecordStore
 from provenance.registry import MAX_METADATA_BYTES, GenerationRequest
@@ -111,6 +112,7 @@ def manifest_json(report: ManifestReport) -> dict[str, Any]:
         "claim_generator": report.claim_generator,
         "digital_source_type": report.digital_source_type,
         "signed_by_us": report.signed_by_us,
+        "signer_status": report.signer_status,
         "generation_id": report.generation_id,
         "claimed_generation_id": report.claimed_generation_id,
         "label": report.label,
@@ -177,18 +179,37 @@ def _metadata() -> GenerationRequest:
     return GenerationRequest.from_json(value)
 
 
+def _idempotency_key(key: ApiKey) -> IdempotencyKey | None:
+    header = request.headers.get("Idempotency-Key")
+    if header is None:
+        return None
+    try:
+        return IdempotencyKey.from_header(f"apikey:{key.id}", header)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
 @api.post("/generations")
 def create_generation() -> Response:
-    require_scope("sign")
+    key = require_scope("sign")
+    idempotency = _idempotency_key(key)
     metadata = _metadata()
     upload = _upload()
     registration = (
         services()
         .require_registry()
-        .register(request_db(), upload.read(), metadata, filename=upload.filename or "image")
+        .register(
+            request_db(),
+            upload.read(),
+            metadata,
+            filename=upload.filename or "image",
+            idempotency=idempotency,
+        )
     )
     record = registration.record
     response = Response(registration.signed, status=201, mimetype=record.mime_type)
+    if registration.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     response.headers["X-Generation-Id"] = record.generation_id
     response.headers["Location"] = url_for("api.get_generation", generation_id=record.generation_id)
     response.headers["X-Manifest-Label"] = record.manifest_label

@@ -17,6 +17,7 @@ class ApiKey:
     name: str
     prefix: str
     scopes: frozenset[str]
+    id: int  # what idempotency keys are scoped to
 
 
 def _digest(token: str) -> str:
@@ -54,8 +55,8 @@ def create_api_key(connection: sqlite3.Connection, scopes: frozenset[str], name:
 def authenticate(connection: sqlite3.Connection, token: str) -> ApiKey | None:
     """The key a bearer token belongs to, or None."""
     row = connection.execute(
-        "SELECT name, prefix, scopes FROM api_keys WHERE key_hash = ?", (_digest(token),)
+        "SELECT name, prefix, scopes, id FROM api_keys WHERE key_hash = ?", (_digest(token),)
     ).fetchone()
     if row is None:
         return None
-    return ApiKey(name=row[0], prefix=row[1], scopes=frozenset(row[2].split(",")))
+    return ApiKey(name=row[0], prefix=row[1], scopes=frozenset(row[2].split(",")), id=row[3])

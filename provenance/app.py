@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from provenance.errors import ProvenanceError, SigningUnavailable
 from provenance.manifest import ManifestReader
 from provenance.ratelimit import RateLimiter
 from provenance.registry import Registry
+from provenance.signers import REFRESH_SECONDS, Signer, SignerCache, SignerStore
 from provenance.signing import ManifestSigner
 from provenance.verify import Verifier
 
@@ -67,24 +69,31 @@ def _trust_anchors(settings: Settings) -> str:
         return ""
 
 
-def build_services(settings: Settings) -> Services:
-    with contextlib.closing(db.open_database(settings.database)) as connection:
-        index = load_index(settings, connection)
-    signer: ManifestSigner | None
-    try:
-        signer = ManifestSigner(settings)
-        signer_error = None
-    except SigningUnavailable as exc:
-        signer, signer_error = None, exc.detail
-        logger.warning("signing disabled: %s", exc.detail)
-    reader = ManifestReader(
-        _trust_anchors(settings), frozenset({signer.leaf_serial}) if signer else frozenset()
-    )
+def signer_lookup(settings: Settings, max_age: float = REFRESH_SECONDS) -> Callable[[str], Signer | None]:
+    """Finds our certificates in the store's signers record, kept ``max_age`` seconds per process."""
 
+    def load() -> list[Signer]:
+        with contextlib.closing(db.connect(settings.database)) as connection:
+            return SignerStore(connection).all()
+
+    return SignerCache(load, max_age).find
+
+
+def build_services(settings: Settings) -> Services:
     def index_new_records(connection: sqlite3.Connection) -> None:
         index.catch_up(FingerprintStore(connection))
 
-    registry = Registry(settings, signer, after_commit=index_new_records) if signer else None
+    registry: Registry | None = None
+    signer_error = None
+    with contextlib.closing(db.open_database(settings.database)) as connection:
+        index = load_index(settings, connection)
+        try:
+            registry = Registry(settings, ManifestSigner(settings), after_commit=index_new_records)
+            registry.signer_on_record(connection)  # on record before its first signature
+        except SigningUnavailable as exc:
+            registry, signer_error = None, exc.detail
+            logger.warning("signing disabled: %s", exc.detail)
+    reader = ManifestReader(_trust_anchors(settings), signer_lookup(settings))
     verifier = Verifier(settings, index, reader)
     return Services(settings, index, verifier, signer_error, registry, RateLimiter(settings.rate_limits))
 

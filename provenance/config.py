@@ -36,6 +36,8 @@ class Settings:
     verify_per_minute_with_key: int = 600
     # Reverse proxies in front of the service that append the client's address to X-Forwarded-For.
     proxy_hops: int = 0
+    # How long a registration's Idempotency-Key answers retries with the first answer.
+    idempotency_hours: int = 24
 
     def _path(self, given: Path | None, *default: str) -> Path:
         return Path(given) if given is not None else Path(self.data_dir).joinpath(*default)

@@ -189,3 +189,88 @@ def test_a_few_pixels_image_is_signed_and_verified_not_a_500(client: FlaskClient
     assert response.status_code == 200
     body = response.get_json()
     assert body["query"]["keypoints"] == 0 and body["query"]["low_detail"]
+
+
+def post_with_key(client: FlaskClient, key: str, image: bytes, idempotency_key: str, model: str = "m"):
+    return client.post(
+        "/v1/generations",
+        data={"image": (io.BytesIO(image), "gen.jpg"), "metadata": json.dumps({"model": model})},
+        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key},
+    )
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_a_retry_with_the_idempotency_key_gets_the_first_answer_and_no_second_record(
+    fmt: str, client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    image = as_format(fixture_bytes("coffee.jpg"), fmt)
+    first = post_with_key(client, signing_key, image, '"8e03978e-40d5-43e8-bc93-6894a57f9324"')
+    retry = post_with_key(client, signing_key, image, '"8e03978e-40d5-43e8-bc93-6894a57f9324"')
+    assert first.status_code == retry.status_code == 201
+    assert retry.headers["X-Generation-Id"] == first.headers["X-Generation-Id"]
+    assert retry.headers["Location"] == first.headers["Location"]
+    assert retry.data == first.data
+    assert retry.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert stored_rows(settings) == (1, 2)
+    verified = client.post("/v1/verify", data={"image": (io.BytesIO(retry.data), "r")})
+    assert verified.json["verdict"] == "authentic"
+
+
+def test_an_idempotency_key_reused_for_another_request_is_422_and_writes_nothing(
+    client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    image = fixture_bytes("coffee.jpg")
+    assert post_with_key(client, signing_key, image, "k-1").status_code == 201
+    body = assert_problem(post_with_key(client, signing_key, fixture_bytes("rocket.jpg"), "k-1"), 422)
+    assert body["type"] == "/problems/idempotency-key-reused"
+    assert_problem(post_with_key(client, signing_key, image, "k-1", model="other"), 422)
+    assert stored_rows(settings) == (1, 2)
+
+
+def test_idempotency_keys_are_scoped_to_the_api_key(
+    client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    image = fixture_bytes("coffee.jpg")
+    first = post_with_key(client, signing_key, image, "shared")
+    other = post_with_key(client, api_key(settings, "sign"), image, "shared")
+    assert other.status_code == 201 and "Idempotent-Replayed" not in other.headers
+    assert other.headers["X-Generation-Id"] != first.headers["X-Generation-Id"]
+    assert stored_rows(settings) == (2, 4)
+
+
+@pytest.mark.parametrize("header", ["", '""', "x" * 256, "caf\u00e9", '"a\\"b"'])
+def test_a_malformed_idempotency_key_is_400(
+    header: str, client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    body = assert_problem(post_with_key(client, signing_key, fixture_bytes("coffee.jpg"), header), 400)
+    assert "Idempotency-Key" in body["detail"]
+    assert stored_rows(settings) == (0, 0)
+
+
+def test_an_expired_idempotency_key_starts_afresh(settings: Settings, signing_key: str) -> None:
+    client = create_app(dataclasses.replace(settings, idempotency_hours=0)).test_client()
+    image = fixture_bytes("coffee.jpg")
+    first = post_with_key(client, signing_key, image, "k")
+    again = post_with_key(client, signing_key, image, "k")
+    assert again.headers["X-Generation-Id"] != first.headers["X-Generation-Id"]
+    with db.open_database(settings.database) as connection:
+        assert connection.execute("SELECT count(*) FROM idempotency_keys").fetchone()[0] == 1
+
+
+def test_a_running_service_stops_signing_once_its_certificate_is_revoked(
+    client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    from datetime import UTC, datetime
+
+    from provenance.signers import SignerStore
+
+    assert post_generation(client, signing_key, fixture_bytes("coffee.jpg")).status_code == 201
+    with db.open_database(settings.database) as connection:
+        (signer,) = SignerStore(connection).all()
+        SignerStore(connection).revoke(signer.serial, datetime.now(UTC))
+    body = assert_problem(post_generation(client, signing_key, fixture_bytes("rocket.jpg")), 503)
+    assert body["type"] == "/problems/signing-unavailable" and "revoked" in body["detail"]
+    restarted = create_app(settings).test_client()
+    assert_problem(post_generation(restarted, signing_key, fixture_bytes("rocket.jpg")), 503)
+    assert restarted.get("/readyz").get_json()["signing"] is False
+    assert stored_rows(settings) == (1, 2)

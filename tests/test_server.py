@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from provenance import db
 from provenance.config import Settings
 from provenance.server import prepare
 from tests import transforms
@@ -131,3 +133,29 @@ def test_run_script_names_the_documented_command() -> None:
     script = (Path(__file__).parents[1] / "scripts" / "run").read_text()
     assert "keys init --if-missing" in script
     assert "provenance serve" in script
+
+
+@pytest.mark.slow
+def test_one_idempotency_key_sent_to_two_servers_at_once_makes_one_record(
+    settings: Settings, two_servers: tuple[str, str]
+) -> None:
+    key = api_key(settings, "sign")
+
+    def post(base: str) -> requests.Response:
+        return requests.post(
+            f"{base}/v1/generations",
+            headers={"Authorization": f"Bearer {key}", "Idempotency-Key": '"upload-7"'},
+            files={"image": ("coffee.jpg", fixture_bytes("coffee.jpg"), "image/jpeg")},
+            data={"metadata": '{"model": "m"}'},
+            timeout=60,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(post, two_servers))
+    assert [a.status_code for a in answers] == [201, 201]
+    assert answers[0].headers["X-Generation-Id"] == answers[1].headers["X-Generation-Id"]
+    assert answers[0].content == answers[1].content
+    retry = post(two_servers[0])
+    assert retry.content == answers[0].content and retry.headers["Idempotent-Replayed"] == "true"
+    with contextlib.closing(db.open_database(settings.database)) as connection:
+        assert connection.execute("SELECT count(*) FROM records").fetchone()[0] == 1

@@ -404,3 +404,21 @@ def test_two_layouts_alike_to_pdq_are_not_matched(client: FlaskClient, signing_k
     hit = result["matches"][0]["methods"][0]
     assert hit["method"] == "pdq" and hit["distance"] <= Thresholds().pdq_match
     assert hit["agreement"] < Thresholds().pdq_match_agreement
+
+
+def test_a_manifest_signed_by_someone_else_is_not_ours_whatever_it_claims(
+    client: FlaskClient, settings: Settings, tmp_path
+) -> None:
+    from provenance.devkeys import KeyFiles, generate_dev_keys
+
+    other = Settings(data_dir=tmp_path / "other")
+    keys = other.keys_directory
+    generate_dev_keys(KeyFiles.under(keys, other.cert_chain, other.private_key, other.trust_anchors))
+    theirs = register(create_app(other).test_client(), api_key(other, "sign"), fixture_bytes("coffee.jpg"))
+    result = verify(client, theirs.data)
+    assert result["c2pa"]["validation_state"] == "Valid"  # intact, but not under our root
+    assert result["c2pa"]["signed_by_us"] is False
+    assert result["c2pa"]["signer_status"] is None
+    assert result["c2pa"]["claimed_generation_id"] == theirs.generation_id
+    assert result["c2pa"]["signed_at"] is None  # the time in our assertion is only ours to claim
+    assert result["verdict"] == "no_match"
