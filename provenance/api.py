@@ -182,11 +182,10 @@ def create_generation() -> Response:
     require_scope("sign")
     metadata = _metadata()
     upload = _upload()
-    registration = (
-        services()
-        .require_registry()
-        .register(request_db(), upload.read(), metadata, filename=upload.filename or "image")
-    )
+    data = upload.read()
+    registry = services().require_registry()
+    with services().compute:
+        registration = registry.register(request_db(), data, metadata, filename=upload.filename or "image")
     record = registration.record
     response = Response(registration.signed, status=201, mimetype=record.mime_type)
     response.headers["X-Generation-Id"] = record.generation_id
@@ -218,7 +217,8 @@ def get_thumbnail(generation_id: str) -> Response:
 
 def _verify(data: bytes, private: bool) -> dict[str, Any]:
     started = time.perf_counter()
-    result = services().verifier.verify(request_db(), data)
+    with services().compute:
+        result = services().verifier.verify(request_db(), data)
     return verification_json(result, private=private, elapsed_ms=(time.perf_counter() - started) * 1000)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,8 @@ class Services:
     signer_error: str | None
     registry: Registry | None
     limiter: RateLimiter
+    # Held while a request decodes, signs or searches; waiting on a client never holds it.
+    compute: threading.BoundedSemaphore
 
     def require_registry(self) -> Registry:
         if self.registry is None:
@@ -86,7 +89,15 @@ def build_services(settings: Settings) -> Services:
 
     registry = Registry(settings, signer, after_commit=index_new_records) if signer else None
     verifier = Verifier(settings, index, reader)
-    return Services(settings, index, verifier, signer_error, registry, RateLimiter(settings.rate_limits))
+    return Services(
+        settings,
+        index,
+        verifier,
+        signer_error,
+        registry,
+        RateLimiter(settings.rate_limits),
+        threading.BoundedSemaphore(max(1, settings.compute_slots)),
+    )
 
 
 def services() -> Services:

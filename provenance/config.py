@@ -30,6 +30,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 2
+    # Threads per worker process: each waits on one client's request while it arrives (a slow
+    # upload holds one), so enough of them keep slow clients from starving the others.
+    threads: int = 32
+    # Verifications and registrations computed at once per process: more only share the cores
+    # and hold more decoded images in memory (up to max_pixels each).
+    compute_slots: int = 1
     thumbnail_side: int = 512
     # Verifications per minute and client (0: unlimited): by address without a key, by key with one.
     verify_per_minute: int = 30

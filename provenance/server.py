@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from concurrent import futures
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 from index import one_thread_per_process
 from provenance import db
@@ -14,6 +16,14 @@ from provenance.app import create_app, index_file, load_index
 from provenance.config import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class _ThreadWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's threaded worker whose request threads keep FAISS to themselves too: OpenMP's
+    thread count is per thread, and a new thread starts at one per core."""
+
+    def get_thread_pool(self) -> futures.ThreadPoolExecutor:
+        return futures.ThreadPoolExecutor(max_workers=self.cfg.threads, initializer=one_thread_per_process)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -24,6 +34,15 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         self.cfg.set("bind", f"{self._settings.host}:{self._settings.port}")
         self.cfg.set("workers", self._settings.workers)
+        # A request holds its thread while its body arrives, however slowly; with one thread per
+        # process, two clients sending 10 bytes a second kept every other request waiting. Threads
+        # wait on sockets cheaply; compute stays bounded by Services.compute.
+        self.cfg.set("worker_class", _ThreadWorker)
+        self.cfg.set("threads", self._settings.threads)
+        # gunicorn's control socket defaults to one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn),
+        # shared by every instance: the first to stop removed it under the others. Nothing here
+        # uses it; processes are managed by signals.
+        self.cfg.set("control_socket_disable", True)
         self.cfg.set("timeout", 120)
         # gunicorn's largest request line, so that long query strings reach the app and get its
         # problem+json 414 (the SBR API's limit is 2 KB) instead of gunicorn's plain-text 400.

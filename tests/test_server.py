@@ -8,8 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(settings: Settings, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    settings: Settings, port: int, workers: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-m",
@@ -55,7 +58,13 @@ def start_server(settings: Settings, port: int, workers: int, log: Path) -> subp
         str(workers),
     ]
     with log.open("wb") as sink:
-        return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
 
 
 def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
@@ -131,3 +140,114 @@ def test_run_script_names_the_documented_command() -> None:
     script = (Path(__file__).parents[1] / "scripts" / "run").read_text()
     assert "keys init --if-missing" in script
     assert "provenance serve" in script
+
+
+def start_one(
+    settings: Settings, tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    log = tmp_path / f"server-{port}.log"
+    process = start_server(settings, port, 2, log, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process, log)
+    except AssertionError:
+        stop(process)
+        raise
+    return base, process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+class SlowUploads:
+    """``count`` clients each sending a /v1/verify body at about 10 bytes a second."""
+
+    def __init__(self, base: str, count: int) -> None:
+        port = int(base.rsplit(":", 1)[1])
+        self._sockets = []
+        for _ in range(count):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+            connection.sendall(
+                b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+                b'--b\r\nContent-Disposition: form-data; name="image"; filename="s.jpg"\r\n\r\n'
+            )
+            self._sockets.append(connection)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._trickle, daemon=True)
+        self._thread.start()
+
+    def _trickle(self) -> None:
+        while not self._stop.wait(0.1):
+            for connection in self._sockets:
+                with contextlib.suppress(OSError):
+                    connection.sendall(b"x")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for connection in self._sockets:
+            connection.close()
+
+
+def timed(call: Callable[[], requests.Response]) -> tuple[float, requests.Response]:
+    started = time.monotonic()
+    response = call()
+    return time.monotonic() - started, response
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clients", [2, 20])
+def test_slow_uploads_leave_health_and_verify_answering_within_a_second(
+    settings: Settings, tmp_path: Path, clients: int
+) -> None:
+    """Each slow client holds what reads its body; with one thread per worker process, two of
+    them made /healthz wait 19 s."""
+    base, process = start_one(settings, tmp_path)
+    suspect = fixture_bytes("rocket.jpg")
+    try:
+        uploads = SlowUploads(base, clients)
+        try:
+            time.sleep(1)  # every slow client is past its headers and inside its body
+            for _ in range(3):
+                health_s, health = timed(lambda: requests.get(f"{base}/healthz", timeout=5))
+                verify_s, verified = timed(
+                    lambda: requests.post(f"{base}/v1/verify", files={"image": ("s.jpg", suspect)}, timeout=5)
+                )
+                assert health.status_code == 200 and health_s < 1, health_s
+                assert verified.status_code == 200 and verify_s < 1, verify_s
+        finally:
+            uploads.close()
+    finally:
+        stop(process)
+
+
+def control_sockets(home: Path) -> list[Path]:
+    return [path for path in home.rglob("*") if path.is_socket()]
+
+
+@pytest.mark.slow
+def test_servers_create_no_control_socket_that_another_instance_could_remove(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """gunicorn's control socket defaulted to one path in the home folder (or XDG_RUNTIME_DIR)
+    for every instance: stopping one removed it under the others."""
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    home.mkdir()
+    runtime.mkdir()
+    other = Settings(data_dir=tmp_path / "other")
+    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)}
+    first_base, first = start_one(settings, tmp_path, env)
+    try:
+        _, second = start_one(other, tmp_path, env)
+        try:
+            assert control_sockets(home) == control_sockets(runtime) == []
+        finally:
+            stop(second)
+        assert requests.get(f"{first_base}/healthz", timeout=5).status_code == 200
+    finally:
+        stop(first)
