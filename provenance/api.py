@@ -186,6 +186,7 @@ def create_generation() -> Response:
     registry = services().require_registry()
     with services().compute:
         registration = registry.register(request_db(), data, metadata, filename=upload.filename or "image")
+    services().metrics.registrations.inc()
     record = registration.record
     response = Response(registration.signed, status=201, mimetype=record.mime_type)
     response.headers["X-Generation-Id"] = record.generation_id
@@ -219,6 +220,7 @@ def _verify(data: bytes, private: bool) -> dict[str, Any]:
     started = time.perf_counter()
     with services().compute:
         result = services().verifier.verify(request_db(), data)
+    services().metrics.verified(result.verdict, result.timings_ms)
     return verification_json(result, private=private, elapsed_ms=(time.perf_counter() - started) * 1000)
 
 

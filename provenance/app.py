@@ -18,6 +18,7 @@ from provenance import db
 from provenance.config import Settings
 from provenance.errors import ProvenanceError, SigningUnavailable
 from provenance.manifest import ManifestReader
+from provenance.metrics import Metrics
 from provenance.ratelimit import RateLimiter
 from provenance.registry import Registry
 from provenance.signing import ManifestSigner
@@ -55,6 +56,7 @@ class Services:
     limiter: RateLimiter
     # Held while a request decodes, signs or searches; waiting on a client never holds it.
     compute: threading.BoundedSemaphore
+    metrics: Metrics
 
     def require_registry(self) -> Registry:
         if self.registry is None:
@@ -97,6 +99,7 @@ def build_services(settings: Settings) -> Services:
         registry,
         RateLimiter(settings.rate_limits),
         threading.BoundedSemaphore(max(1, settings.compute_slots)),
+        Metrics(settings.metrics_dir),
     )
 
 
@@ -132,9 +135,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["provenance"] = build_services(settings)
 
     from provenance.api import api, health
+    from provenance.operations import operations
     from provenance.sbr import sbr
     from provenance.web import web
 
+    app.register_blueprint(operations)
     app.register_blueprint(api)
     app.register_blueprint(health)
     app.register_blueprint(web)

@@ -36,6 +36,9 @@ class Settings:
     # Verifications and registrations computed at once per process: more only share the cores
     # and hold more decoded images in memory (up to max_pixels each).
     compute_slots: int = 1
+    # Where worker processes leave their Prometheus values for /metrics to sum; serve makes a
+    # fresh one per instance when unset. Unset outside serve: metrics of this process alone.
+    metrics_dir: Path | None = None
     thumbnail_side: int = 512
     # Verifications per minute and client (0: unlimited): by address without a key, by key with one.
     verify_per_minute: int = 30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -251,3 +253,38 @@ def test_servers_create_no_control_socket_that_another_instance_could_remove(
         assert requests.get(f"{first_base}/healthz", timeout=5).status_code == 200
     finally:
         stop(first)
+
+
+def logged_requests(tmp_path: Path) -> list[dict[str, Any]]:
+    (log,) = tmp_path.glob("server-*.log")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    return [line for line in lines if line["logger"] == "provenance.access"]
+
+
+@pytest.mark.slow
+def test_metrics_add_up_every_worker_and_logs_are_json_lines_with_the_request_id(
+    settings: Settings, tmp_path: Path
+) -> None:
+    base, process = start_one(settings, tmp_path)
+    try:
+        sent: list[str] = []
+        # A new connection each time, until both workers have answered some (bounded).
+        while len(sent) < 60 and (len(sent) < 4 or len({r["pid"] for r in logged_requests(tmp_path)}) < 2):
+            sent.append(f"check-{len(sent)}")
+            response = requests.post(
+                f"{base}/v1/verify",
+                files={"image": ("s.jpg", fixture_bytes("rocket.jpg"))},
+                headers={"X-Request-Id": sent[-1], "Connection": "close"},
+                timeout=30,
+            )
+            assert response.headers["X-Request-Id"] == sent[-1]
+        text = requests.get(f"{base}/metrics", timeout=5).text
+    finally:
+        stop(process)
+    logged = [line for line in logged_requests(tmp_path) if line["path"] == "/v1/verify"]
+    assert len({line["pid"] for line in logged}) == 2
+    assert sorted(line["request_id"] for line in logged) == sorted(sent)
+    assert {(line["method"], line["status"], line["level"]) for line in logged} == {("POST", 200, "INFO")}
+    count = f"{float(len(sent))}"
+    assert f'provenance_http_requests_total{{method="POST",route="/v1/verify",status="200"}} {count}' in text
+    assert f'provenance_verdicts_total{{verdict="no_match"}} {count}' in text
