@@ -20,6 +20,7 @@ from provenance.app import create_app, index_file, load_index
 from provenance.config import Settings
 from provenance.logs import JsonFormatter, json_logging_config
 from provenance.metrics import process_exited, use_directory
+from provenance.uploads import MinimumUploadRate
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,12 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         # Runs in each worker after fork: c2pa objects must not cross a fork.
         one_thread_per_process()
-        return create_app(self._settings)
+        app = create_app(self._settings)
+        if self._settings.upload_min_rate > 0:
+            app.wsgi_app = MinimumUploadRate(  # type: ignore[method-assign]
+                app.wsgi_app, self._settings.upload_min_rate, self._settings.upload_grace_seconds
+            )
+        return app
 
 
 def prepare(settings: Settings) -> None:

@@ -145,11 +145,11 @@ def test_run_script_names_the_documented_command() -> None:
 
 
 def start_one(
-    settings: Settings, tmp_path: Path, env: dict[str, str] | None = None
+    settings: Settings, tmp_path: Path, env: dict[str, str] | None = None, workers: int = 2
 ) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     log = tmp_path / f"server-{port}.log"
-    process = start_server(settings, port, 2, log, env)
+    process = start_server(settings, port, workers, log, env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process, log)
@@ -188,6 +188,16 @@ class SlowUploads:
             for connection in self._sockets:
                 with contextlib.suppress(OSError):
                     connection.sendall(b"x")
+
+    def answers(self, timeout: float) -> list[bytes]:
+        """What each client has been answered, waiting up to ``timeout`` seconds in all."""
+        deadline = time.monotonic() + timeout
+        found = []
+        for connection in self._sockets:
+            connection.settimeout(max(0.01, deadline - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                found.append(connection.recv(4096))
+        return found
 
     def close(self) -> None:
         self._stop.set()
@@ -288,3 +298,28 @@ def test_metrics_add_up_every_worker_and_logs_are_json_lines_with_the_request_id
     count = f"{float(len(sent))}"
     assert f'provenance_http_requests_total{{method="POST",route="/v1/verify",status="200"}} {count}' in text
     assert f'provenance_verdicts_total{{verdict="no_match"}} {count}' in text
+
+
+@pytest.mark.slow
+def test_an_upload_slower_than_the_minimum_rate_ends_in_a_408_and_frees_its_thread(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """One worker of two threads, both held by clients sending 10 bytes a second: after the
+    grace second each gets a 408, and the thread serves others again."""
+    env = {"PROVENANCE_THREADS": "2", "PROVENANCE_UPLOAD_GRACE_SECONDS": "1"}
+    base, process = start_one(settings, tmp_path, env, workers=1)
+    try:
+        uploads = SlowUploads(base, 2)
+        try:
+            started = time.monotonic()
+            answers = uploads.answers(timeout=5)
+            waited = time.monotonic() - started
+            health_s, health = timed(lambda: requests.get(f"{base}/healthz", timeout=5))
+        finally:
+            uploads.close()
+    finally:
+        stop(process)
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), answers
+    assert all(b"application/problem+json" in answer for answer in answers)
+    assert waited < 3
+    assert health.status_code == 200 and health_s < 1
