@@ -9,7 +9,10 @@ one table: requests per second and p50/p95/p99 latency, and ratios against two b
 measured in the same run: /healthz with one client (the cost of HTTP and the framework) and
 /v1/verify with one client (the cost of a verification on an idle server).
 
+Slow uploads: loads of one client beside N clients that send a body at 10 bytes a second.
+
 Usage: .venv/bin/python scripts/bench_load.py [--duration 10] [--clients 2 8] [--registrations 2]
+       [--slow-uploads 2 20]
 """
 
 from __future__ import annotations
@@ -137,6 +140,48 @@ def registration_call(base: str, key: str, counter: list[int]) -> Callable[[requ
     return call
 
 
+class SlowUploads:
+    """``count`` clients sending a /v1/verify body at 10 bytes a second for as long as they run;
+    one cut off by the server (408 under the minimum upload rate) comes back at once."""
+
+    HEAD = (
+        b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    )
+
+    def __init__(self, port: int, count: int) -> None:
+        self._port = port
+        self._sockets = [self._open() for _ in range(count)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._trickle, daemon=True)
+        self.reopened = 0
+
+    def _open(self) -> socket.socket:
+        connection = socket.create_connection(("127.0.0.1", self._port), timeout=5)
+        connection.sendall(self.HEAD)
+        return connection
+
+    def _trickle(self) -> None:
+        while not self._stop.wait(0.1):
+            for number, connection in enumerate(self._sockets):
+                try:
+                    connection.sendall(b"x")
+                except OSError:
+                    connection.close()
+                    self._sockets[number] = self._open()
+                    self.reopened += 1
+
+    def __enter__(self) -> SlowUploads:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for connection in self._sockets:
+            connection.close()
+
+
 def run_load(
     name: str,
     call: Callable[[requests.Session], bool],
@@ -180,6 +225,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10, help="seconds per load (default 10)")
     parser.add_argument("--clients", type=int, nargs="+", default=[2, 8], help="verify clients per load")
     parser.add_argument("--registrations", type=int, default=2, help="registration clients beside them")
+    parser.add_argument(
+        "--slow-uploads", type=int, nargs="*", default=[2, 20], help="slow clients (10 B/s) beside one client"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch:
@@ -212,6 +260,12 @@ def main() -> None:
 
             loads = [run_load("/healthz, 1 client", health, 1, args.duration)]
             loads.append(run_load("/v1/verify, 1 client", verify, 1, args.duration))
+            for slow in args.slow_uploads:
+                with SlowUploads(port, slow):
+                    time.sleep(1)  # every slow client is inside its body
+                    for path, call in (("/healthz", health), ("/v1/verify", verify)):
+                        name = f"{path}, 1 client, {slow} slow uploads"
+                        loads.append(run_load(name, call, 1, args.duration))
             for clients in args.clients:
                 loads.append(run_load(f"/v1/verify, {clients} clients", verify, clients, args.duration))
                 before = registered[0]
@@ -230,7 +284,7 @@ def main() -> None:
     health_p50 = loads[0].percentile(50)
     verify_one = loads[1]
     header = (
-        f"{'load':44} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}"
+        f"{'load':44} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6}"
         f" {'p50 x health':>12} {'p50 x 1 client':>14} {'req/s x 1 client':>16} {'reg/s':>6}"
     )
     print(f"server: 2 workers x 32 threads, {os.cpu_count()} CPUs; {args.duration:g} s per load")
@@ -239,7 +293,8 @@ def main() -> None:
     for load in loads:
         print(
             f"{load.name:44} {load.rate:>7.1f} {load.percentile(50):>8.1f} {load.percentile(95):>8.1f}"
-            f" {load.percentile(99):>8.1f} {load.errors:>6} {load.percentile(50) / health_p50:>12.1f}"
+            f" {load.percentile(99):>8.1f} {load.percentile(100):>8.1f} {load.errors:>6}"
+            f" {load.percentile(50) / health_p50:>12.1f}"
             f" {load.percentile(50) / verify_one.percentile(50):>14.2f} {load.rate / verify_one.rate:>16.2f}"
             f" {load.registrations / load.seconds:>6.1f}"
         )
