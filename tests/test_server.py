@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -323,3 +324,16 @@ def test_an_upload_slower_than_the_minimum_rate_ends_in_a_408_and_frees_its_thre
     assert all(b"application/problem+json" in answer for answer in answers)
     assert waited < 3
     assert health.status_code == 200 and health_s < 1
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: OpenMP's default is one thread anyway")
+def test_request_threads_keep_faiss_to_one_thread() -> None:
+    """OpenMP's thread count is per thread: a request thread would otherwise search with one
+    OpenMP thread per core, all contending for the cores the other workers use."""
+    import faiss
+
+    from provenance.server import _ThreadWorker
+
+    worker = SimpleNamespace(cfg=SimpleNamespace(threads=2))
+    with _ThreadWorker.get_thread_pool(worker) as pool:
+        assert pool.submit(faiss.omp_get_max_threads).result() == 1
