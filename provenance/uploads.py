@@ -73,7 +73,7 @@ class _Upload:
         return b"".join(parts)
 
     def readline(self, size: int | None = None) -> bytes:
-        return self._counted(self._stream.readline(min(size, _STEP) if size and size > 0 else _STEP))
+        return self._counted(self._stream.readline(size))
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")
