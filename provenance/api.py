@@ -195,17 +195,14 @@ def create_generation() -> Response:
     idempotency = _idempotency_key(key)
     metadata = _metadata()
     upload = _upload()
-    registration = (
-        services()
-        .require_registry()
-        .register(
-            request_db(),
-            upload.read(),
-            metadata,
-            filename=upload.filename or "image",
-            idempotency=idempotency,
+    data = upload.read()
+    registry = services().require_registry()
+    with services().compute:
+        registration = registry.register(
+            request_db(), data, metadata, filename=upload.filename or "image", idempotency=idempotency
         )
-    )
+    if not registration.replayed:
+        services().metrics.registrations.inc()
     record = registration.record
     response = Response(registration.signed, status=201, mimetype=record.mime_type)
     if registration.replayed:
@@ -239,7 +236,9 @@ def get_thumbnail(generation_id: str) -> Response:
 
 def _verify(data: bytes, private: bool) -> dict[str, Any]:
     started = time.perf_counter()
-    result = services().verifier.verify(request_db(), data)
+    with services().compute:
+        result = services().verifier.verify(request_db(), data)
+    services().metrics.verified(result.verdict, result.timings_ms)
     return verification_json(result, private=private, elapsed_ms=(time.perf_counter() - started) * 1000)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from provenance import db
 from provenance.config import Settings
 from provenance.errors import ProvenanceError, SigningUnavailable
 from provenance.manifest import ManifestReader
+from provenance.metrics import Metrics
 from provenance.ratelimit import RateLimiter
 from provenance.registry import Registry
 from provenance.signers import REFRESH_SECONDS, Signer, SignerCache, SignerStore
@@ -54,6 +56,9 @@ class Services:
     signer_error: str | None
     registry: Registry | None
     limiter: RateLimiter
+    # Held while a request decodes, signs or searches; waiting on a client never holds it.
+    compute: threading.BoundedSemaphore
+    metrics: Metrics
 
     def require_registry(self) -> Registry:
         if self.registry is None:
@@ -95,7 +100,16 @@ def build_services(settings: Settings) -> Services:
             logger.warning("signing disabled: %s", exc.detail)
     reader = ManifestReader(_trust_anchors(settings), signer_lookup(settings))
     verifier = Verifier(settings, index, reader)
-    return Services(settings, index, verifier, signer_error, registry, RateLimiter(settings.rate_limits))
+    return Services(
+        settings,
+        index,
+        verifier,
+        signer_error,
+        registry,
+        RateLimiter(settings.rate_limits),
+        threading.BoundedSemaphore(max(1, settings.compute_slots)),
+        Metrics(settings.metrics_dir),
+    )
 
 
 def services() -> Services:
@@ -130,9 +144,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["provenance"] = build_services(settings)
 
     from provenance.api import api, health
+    from provenance.operations import operations
     from provenance.sbr import sbr
     from provenance.web import web
 
+    app.register_blueprint(operations)
     app.register_blueprint(api)
     app.register_blueprint(health)
     app.register_blueprint(web)

@@ -30,6 +30,19 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 2
+    # Threads per worker process: each waits on one client's request while it arrives (a slow
+    # upload holds one), so enough of them keep slow clients from starving the others.
+    threads: int = 32
+    # Verifications and registrations computed at once per process: more only share the cores
+    # and hold more decoded images in memory (up to max_pixels each).
+    compute_slots: int = 1
+    # A request body must arrive at this many bytes a second on average (0: no minimum) once
+    # upload_grace_seconds have passed, or the request ends in a 408 and frees its thread.
+    upload_min_rate: int = 1024
+    upload_grace_seconds: int = 10
+    # Where worker processes leave their Prometheus values for /metrics to sum; serve makes a
+    # fresh one per instance when unset. Unset outside serve: metrics of this process alone.
+    metrics_dir: Path | None = None
     thumbnail_side: int = 512
     # Verifications per minute and client (0: unlimited): by address without a key, by key with one.
     verify_per_minute: int = 30
