@@ -51,6 +51,18 @@ CREATE TABLE manifest_stores (
 );
 """
 
+# A deleted record leaves only this: enough to answer a copy still carrying our Trusted manifest
+# with "signed by us; the record was deleted". The removal log lets every process's index drop
+# the record's vectors (index.store).
+_DELETIONS = f"""
+CREATE TABLE tombstones (
+    generation_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    deleted_at TEXT NOT NULL
+);
+{FingerprintStore.REMOVALS_SCHEMA}
+"""
+
 
 def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     # executescript() would commit the migration's transaction half-way; run statements one by one.
@@ -67,6 +79,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0002_fingerprints", _statements(FingerprintStore.SCHEMA)),
     ("0003_api_keys", _statements(_API_KEYS)),
     ("0004_manifest_stores", _statements(_MANIFEST_STORES)),
+    ("0005_deletions", _statements(_DELETIONS)),
 ]
 
 
