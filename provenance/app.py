@@ -17,6 +17,7 @@ from provenance import db
 from provenance.config import Settings
 from provenance.errors import ProvenanceError, SigningUnavailable
 from provenance.manifest import ManifestReader
+from provenance.previews import PreviewLinks, ensure_secret
 from provenance.ratelimit import RateLimiter
 from provenance.registry import Registry
 from provenance.signing import ManifestSigner
@@ -52,6 +53,7 @@ class Services:
     signer_error: str | None
     registry: Registry | None
     limiter: RateLimiter
+    preview_links: PreviewLinks | None = None  # None: the secret is unusable; previews need a read key
 
     def require_registry(self) -> Registry:
         if self.registry is None:
@@ -65,6 +67,16 @@ def _trust_anchors(settings: Settings) -> str:
     except OSError:
         logger.warning("no trust anchors at %s: no manifest will verify as Trusted", settings.trust_anchors)
         return ""
+
+
+def _preview_links(settings: Settings) -> PreviewLinks | None:
+    # Data directories from before preview links have keys but no secret: it is created here, at
+    # start, and a secret that cannot be read or made costs the links, not the service.
+    try:
+        return PreviewLinks(ensure_secret(settings.preview_key), settings.preview_link_seconds)
+    except (OSError, ValueError) as exc:
+        logger.error("no preview links (previews only with a 'read' key): %s", exc)
+        return None
 
 
 def build_services(settings: Settings) -> Services:
@@ -86,7 +98,15 @@ def build_services(settings: Settings) -> Services:
 
     registry = Registry(settings, signer, after_commit=index_new_records) if signer else None
     verifier = Verifier(settings, index, reader)
-    return Services(settings, index, verifier, signer_error, registry, RateLimiter(settings.rate_limits))
+    return Services(
+        settings,
+        index,
+        verifier,
+        signer_error,
+        registry,
+        RateLimiter(settings.rate_limits),
+        preview_links=_preview_links(settings),
+    )
 
 
 def services() -> Services:
