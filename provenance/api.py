@@ -174,13 +174,13 @@ def matches_json(result: VerificationResult, *, private: bool, disclose_all: boo
     """Each match, except that without ``disclose_all`` only ``matched`` records are shown (the
     authentic one has confidence 1.0, so it is among them): the caller holds a copy of those.
     Possible matches become one entry naming no record, with the best of their confidences."""
-    shown = [m for m in result.matches if disclose_all or m.verdict == "matched"]
-    hidden = [m.confidence for m in result.matches if m not in shown]
-    return [match_json(m, private=private) for m in shown] + ([withheld_json(max(hidden))] if hidden else [])
+    shown = [match_json(m, private=private) for m in result.matches if disclose_all or m.verdict == "matched"]
+    hidden = [m.confidence for m in result.matches if not disclose_all and m.verdict != "matched"]
+    return shown + ([withheld_json(max(hidden))] if hidden else [])
 
 
 def verification_json(
-    result: VerificationResult, *, private: bool, elapsed_ms: float, disclose_all: bool = True
+    result: VerificationResult, *, private: bool, elapsed_ms: float, disclose_all: bool
 ) -> dict[str, Any]:
     return {
         "verdict": result.verdict,
