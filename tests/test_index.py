@@ -232,6 +232,19 @@ def test_a_removed_record_leaves_every_index_that_catches_up_and_stays_out_after
     assert set(elsewhere.search_pdq([query.pdq], 31)) == {3}
 
 
+def test_an_index_file_saved_before_deletions_existed_loads_and_applies_them(tmp_path: Path) -> None:
+    store = store_with({1: photo("coffee"), 2: photo("chelsea")})
+    FingerprintIndex.rebuild_from(store).save(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as saved:
+        parts = dict(saved)
+    np.savez(tmp_path / "old.npz", **{**parts, "state": parts["state"][:3]})  # last id, records, trained at
+    store.remove(2)
+    old = FingerprintIndex.load(tmp_path / "old.npz")
+    assert old.last_removal_seq == 0
+    old.catch_up(store)
+    assert set(old.search_pdq([pdq(photo("chelsea"))], 31)) == set() and old.records == 1
+
+
 def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
     rng = np.random.default_rng(1)
