@@ -79,7 +79,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0002_fingerprints", _statements(FingerprintStore.SCHEMA)),
     ("0003_api_keys", _statements(_API_KEYS)),
     ("0004_manifest_stores", _statements(_MANIFEST_STORES)),
-    ("0005_deletions", _statements(_DELETIONS)),
+    ("0007_deletions", _statements(_DELETIONS)),
 ]
 
 
