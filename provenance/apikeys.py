@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-SCOPES = ("sign", "read", "verify", "fetch:manifests")
+SCOPES = ("sign", "read", "verify", "fetch:manifests", "admin")
 _PREFIX = "pk_"
 
 

@@ -20,6 +20,7 @@ from provenance.config import Settings
 from provenance.errors import ProvenanceError, SigningUnavailable
 from provenance.manifest import ManifestReader
 from provenance.metrics import Metrics
+from provenance.previews import PreviewLinks, ensure_secret
 from provenance.ratelimit import RateLimiter
 from provenance.registry import Registry
 from provenance.signers import REFRESH_SECONDS, Signer, SignerCache, SignerStore
@@ -59,6 +60,7 @@ class Services:
     # Held while a request decodes, signs or searches; waiting on a client never holds it.
     compute: threading.BoundedSemaphore
     metrics: Metrics
+    preview_links: PreviewLinks | None = None  # None: the secret is unusable; previews need a read key
 
     def require_registry(self) -> Registry:
         if self.registry is None:
@@ -72,6 +74,16 @@ def _trust_anchors(settings: Settings) -> str:
     except OSError:
         logger.warning("no trust anchors at %s: no manifest will verify as Trusted", settings.trust_anchors)
         return ""
+
+
+def _preview_links(settings: Settings) -> PreviewLinks | None:
+    # Data directories from before preview links have keys but no secret: it is created here, at
+    # start, and a secret that cannot be read or made costs the links, not the service.
+    try:
+        return PreviewLinks(ensure_secret(settings.preview_key), settings.preview_link_seconds)
+    except (OSError, ValueError) as exc:
+        logger.error("no preview links (previews only with a 'read' key): %s", exc)
+        return None
 
 
 def signer_lookup(settings: Settings, max_age: float = REFRESH_SECONDS) -> Callable[[str], Signer | None]:
@@ -109,6 +121,7 @@ def build_services(settings: Settings) -> Services:
         RateLimiter(settings.rate_limits),
         threading.BoundedSemaphore(max(1, settings.compute_slots)),
         Metrics(settings.metrics_dir),
+        preview_links=_preview_links(settings),
     )
 
 

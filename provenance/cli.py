@@ -17,8 +17,9 @@ from provenance import __version__, db
 from provenance.apikeys import SCOPES, create_api_key, parse_scopes
 from provenance.config import Settings
 from provenance.devkeys import KeyFiles, generate_dev_keys, rotate_dev_leaf
-from provenance.errors import ProvenanceError, SigningUnavailable
+from provenance.errors import NotFound, ProvenanceError, SigningUnavailable
 from provenance.idempotency import CLI_OWNER, IdempotencyKey, request_sha256
+from provenance.previews import ensure_secret
 from provenance.records import RecordStore
 from provenance.signers import Signer, SignerStore, utc_time
 
@@ -91,6 +92,10 @@ def keys_init(ctx: click.Context, force: bool, if_missing: bool) -> None:
             f"{signed} images were signed under the existing root and would stop verifying; "
             "use `provenance keys rotate` for a new signing certificate under the same root"
         )
+    try:
+        ensure_secret(settings.preview_key)  # kept as it is, even with --force: links are short-lived
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot create the preview-link secret: {exc}")
     try:
         generate_dev_keys(files, force=force)
     except FileExistsError as exc:
@@ -311,7 +316,9 @@ def verify(ctx: click.Context, as_json: bool, files: tuple[Path, ...]) -> None:
         with db.connect(settings.database) as connection:
             result = verifier.verify(connection, path.read_bytes())
         with app.test_request_context():
-            body = verification_json(result, private=True, elapsed_ms=(time.perf_counter() - started) * 1000)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            # The operator, on the machine that holds the store, sees everything.
+            body = verification_json(result, private=True, elapsed_ms=elapsed_ms, disclose_all=True)
         if as_json:
             return body
         best = body["matches"][0] if body["matches"] else None
@@ -323,6 +330,40 @@ def verify(ctx: click.Context, as_json: bool, files: tuple[Path, ...]) -> None:
 
     if _each_file(files, verify_one, as_json, show_progress=False):
         sys.exit(EXIT_ERROR)
+
+
+@main.group()
+def record() -> None:
+    """Generation records."""
+
+
+@record.command("delete")
+@click.option("--json", "as_json", is_flag=True, help="Print the tombstone as JSON.")
+@click.argument("generation_id")
+@click.pass_context
+def record_delete(ctx: click.Context, as_json: bool, generation_id: str) -> None:
+    """Delete a generation's record, preview, manifest store and fingerprints; keep a tombstone.
+
+    Running servers drop it from their indexes before their next search; the saved index file
+    is refreshed here too.
+
+    Example: provenance record delete 0b7e3c9a-5d2f-4f21-9a53-0c1d2e3f4a5b
+    """
+    from provenance.app import index_file, load_index
+    from provenance.deletion import delete_generation
+
+    settings = _settings(ctx)
+    with contextlib.closing(db.open_database(settings.database)) as connection:
+        try:
+            tombstone = delete_generation(connection, generation_id)
+        except NotFound as exc:
+            _fail(exc.detail)
+        if index_file(settings).exists():
+            load_index(settings, connection).save(index_file(settings))
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(tombstone)))
+    else:
+        click.echo(f"deleted {tombstone.generation_id} at {tombstone.deleted_at}; a tombstone remains")
 
 
 @main.group("index")

@@ -7,6 +7,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 ENV_PREFIX = "PROVENANCE_"
+# Who may see a record's preview, id and public fields in a verification answer without scope
+# "read": the caller whose image matched it (matched), nobody without an API key (none), anyone
+# (all). See the README's "Privacy".
+DISCLOSURES = ("matched", "none", "all")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,21 @@ class Settings:
     proxy_hops: int = 0
     # How long a registration's Idempotency-Key answers retries with the first answer.
     idempotency_hours: int = 24
+    disclosure: str = "matched"
+    # Lifetime of the preview links a verification answer carries, in seconds.
+    preview_link_seconds: int = 600
+    # The secret preview links are signed with (created by `keys init`, or at start when missing).
+    preview_key_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.disclosure not in DISCLOSURES:
+            raise ValueError(
+                f"{ENV_PREFIX}DISCLOSURE must be one of {', '.join(DISCLOSURES)}, got {self.disclosure!r}"
+            )
+        if self.preview_link_seconds < 1:
+            raise ValueError(
+                f"{ENV_PREFIX}PREVIEW_LINK_SECONDS must be at least 1, got {self.preview_link_seconds}"
+            )
 
     def _path(self, given: Path | None, *default: str) -> Path:
         return Path(given) if given is not None else Path(self.data_dir).joinpath(*default)
@@ -70,6 +89,10 @@ class Settings:
     @property
     def keys_directory(self) -> Path:
         return Path(self.data_dir) / "keys"
+
+    @property
+    def preview_key(self) -> Path:
+        return self._path(self.preview_key_path, "keys", "preview-links.key")
 
     @property
     def cert_chain(self) -> Path:

@@ -83,6 +83,18 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_expires_at ON idempotency_keys (expires_at);
 """
 
+# A deleted record leaves only this: enough to answer a copy still carrying our Trusted manifest
+# with "signed by us; the record was deleted". The removal log lets every process's index drop
+# the record's vectors (index.store).
+_DELETIONS = f"""
+CREATE TABLE tombstones (
+    generation_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    deleted_at TEXT NOT NULL
+);
+{FingerprintStore.REMOVALS_SCHEMA}
+"""
+
 
 def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     # executescript() would commit the migration's transaction half-way; run statements one by one.
@@ -101,6 +113,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0004_manifest_stores", _statements(_MANIFEST_STORES)),
     ("0005_signers", _statements(_SIGNERS)),
     ("0006_idempotency_keys", _statements(_IDEMPOTENCY_KEYS)),
+    ("0007_deletions", _statements(_DELETIONS)),
 ]
 
 

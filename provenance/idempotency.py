@@ -162,6 +162,11 @@ class IdempotencyStore:
             return None
         return StoredAnswer(row[0], row[1], SignedDelta.decode(bytes(row[2])))
 
+    def forget(self, generation_id: str) -> None:
+        """Drop the keys that answer with a generation being deleted, inside the caller's
+        transaction: their deltas hold its manifest, and a retry afterwards registers anew."""
+        self._db.execute("DELETE FROM idempotency_keys WHERE generation_id = ?", (generation_id,))
+
     def claim(self, key: IdempotencyKey, answer: StoredAnswer, now: datetime, keep_for: timedelta) -> bool:
         """Inside the caller's transaction, drop expired keys and take this one; False when another
         request holds it (the caller then writes no record and answers with what that one stored)."""

@@ -35,6 +35,19 @@ def test_keys_init_refuses_to_overwrite(runner: CliRunner, tmp_path: Path) -> No
     assert runner.invoke(main, ["--data-dir", str(data), "keys", "init", "--if-missing"]).exit_code == 0
 
 
+def test_keys_init_creates_the_preview_link_secret_also_beside_existing_keys(
+    runner: CliRunner, settings: Settings
+) -> None:
+    """Data directories from before preview links hold keys but no secret."""
+    assert not settings.preview_key.exists()
+    chain = settings.cert_chain.read_bytes()
+    assert run(runner, settings, "keys", "init", "--if-missing").exit_code == 0
+    secret = settings.preview_key.read_bytes()
+    assert len(bytes.fromhex(secret.decode())) == 32 and settings.preview_key.stat().st_mode & 0o777 == 0o600
+    assert run(runner, settings, "keys", "init", "--force").exit_code == 0
+    assert settings.preview_key.read_bytes() == secret and settings.cert_chain.read_bytes() != chain
+
+
 def test_sign_json_then_verify_json(runner: CliRunner, settings: Settings, tmp_path: Path) -> None:
     out = tmp_path / "signed"
     inputs = [str(FIXTURES / name) for name in ("coffee.jpg", "rocket.jpg")]
@@ -81,7 +94,7 @@ def test_apikey_create_prints_a_working_key_once(runner: CliRunner, settings: Se
         assert authenticate(connection, token).scopes == {"sign", "read"}
         stored = connection.execute("SELECT key_hash FROM api_keys").fetchone()[0]
     assert token not in stored
-    bad = runner.invoke(main, ["--data-dir", str(settings.data_dir), "apikey", "create", "--scope", "admin"])
+    bad = runner.invoke(main, ["--data-dir", str(settings.data_dir), "apikey", "create", "--scope", "root"])
     assert bad.exit_code == 2
 
 

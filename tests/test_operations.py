@@ -24,6 +24,7 @@ from provenance.logs import JsonFormatter
 from provenance.operations import OPENAPI_DOCUMENT
 from tests import transforms
 from tests.conftest import Signed, api_key, fixture_bytes
+from tests.test_api import grille_and_panel
 from tests.test_sbr import PROBLEM
 from tests.test_sbr import check_contract as check_sbr_contract
 
@@ -104,7 +105,7 @@ def test_every_v1_route_and_probe_is_documented(app: Flask) -> None:
 
 def test_real_responses_of_every_route_hold_to_the_document(settings: Settings) -> None:
     """Successes and every problem each route answers, from one scenario."""
-    app = create_app(dataclasses.replace(settings, max_upload_bytes=400_000, verify_per_minute=8))
+    app = create_app(dataclasses.replace(settings, max_upload_bytes=400_000, verify_per_minute=10))
     client = contract_client(app)
     ContractClient.checked = set()
     sign, read, verify = (api_key(settings, scope) for scope in ("sign", "read", "verify"))
@@ -138,11 +139,16 @@ def test_real_responses_of_every_route_hold_to_the_document(settings: Settings) 
     assert client.get(f"/v1/generations/{generation}").status_code == 401
     assert client.get(f"/v1/generations/{generation}", headers=bearer(sign)).status_code == 403
     assert client.get("/v1/generations/missing", headers=bearer(read)).status_code == 404
-    assert client.get(f"/v1/generations/{generation}/thumbnail").status_code == 200
-    assert client.get("/v1/generations/missing/thumbnail").status_code == 404
+    assert client.get(f"/v1/generations/{generation}/thumbnail", headers=bearer(read)).status_code == 200
+    assert client.get(f"/v1/generations/{generation}/thumbnail").status_code == 401
+    assert client.get(f"/v1/generations/{generation}/thumbnail", headers=bearer(sign)).status_code == 403
+    assert client.get("/v1/generations/missing/thumbnail", headers=bearer(read)).status_code == 404
 
     cropped = transforms.crop(created.data, 0.6)[0]
-    assert client.post("/v1/verify", data=upload(created.data)).get_json()["verdict"] == "authentic"
+    authentic = client.post("/v1/verify", data=upload(created.data)).get_json()
+    assert authentic["verdict"] == "authentic"
+    assert client.get(authentic["matches"][0]["record"]["thumbnail_url"]).status_code == 200
+    assert client.get(authentic["matches"][0]["record"]["thumbnail_url"] + "x").status_code == 403
     assert client.post("/v1/verify", data=upload(cropped), headers=bearer(read)).status_code == 200
     assert client.post("/v1/verify", data={}).status_code == 400
     assert client.post("/v1/verify", data=upload(coffee), headers=bearer("nope")).status_code == 401
@@ -155,10 +161,22 @@ def test_real_responses_of_every_route_hold_to_the_document(settings: Settings) 
         data={"image": [(io.BytesIO(cropped), "a.jpg"), (io.BytesIO(b"text"), "b.txt")]},
         headers=bearer(verify),
     )
-    assert [sorted(r)[:2] for r in batch.get_json()["results"]] == [["c2pa", "elapsed_ms"], ["error", "file"]]
+    assert [sorted(r)[:2] for r in batch.get_json()["results"]] == [["c2pa", "deleted"], ["error", "file"]]
     assert client.post("/v1/verify/batch", data={}, headers=bearer(verify)).status_code == 400
     assert client.post("/v1/verify/batch", data=upload(coffee)).status_code == 401
     assert client.post("/v1/verify/batch", data=upload(coffee), headers=bearer(read)).status_code == 403
+
+    grille, panel = grille_and_panel()
+    register(client, sign, grille)
+    possible = client.post("/v1/verify", data=upload(panel, "panel.png")).get_json()
+    assert possible["verdict"] == "possible_match" and possible["matches"][0]["withheld"] is True
+    admin = api_key(settings, "admin")
+    deleted = client.delete(f"/v1/generations/{generation}", headers=bearer(admin))
+    assert deleted.status_code == 200
+    assert client.post("/v1/verify", data=upload(created.data)).get_json()["verdict"] == "deleted"
+    assert client.delete(f"/v1/generations/{generation}", headers=bearer(admin)).status_code == 404
+    assert client.delete(f"/v1/generations/{generation}").status_code == 401
+    assert client.delete(f"/v1/generations/{generation}", headers=bearer(read)).status_code == 403
 
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert client.get(path).status_code == 200
@@ -184,7 +202,7 @@ def broken(method: str, path: str, status: int, body: bytes, mimetype: str) -> t
         broken("GET", "/v1/generations/x", 200, b'{"generation_id": "x"}', "application/json"),
         broken("GET", "/v1/generations/x", 404, b"not found", "text/plain"),
         broken("GET", "/v1/generations/x", 409, problem(409), PROBLEM),
-        broken("GET", "/v1/generations/x/thumbnail", 401, problem(401), PROBLEM),
+        broken("GET", "/readyz", 401, problem(401), PROBLEM),
         broken("POST", "/v1/verify", 200, b'{"verdict": "maybe"}', "application/json"),
         broken("POST", "/v1/verify", 429, problem(429), PROBLEM),  # no Retry-After
     ],

@@ -133,6 +133,44 @@ def test_record_registered_through_one_process_is_found_by_the_other_within_2s(
 
 
 @pytest.mark.slow
+def test_a_record_deleted_through_one_process_is_gone_from_the_other_within_2s(
+    settings: Settings, two_servers: tuple[str, str]
+) -> None:
+    writer, reader = two_servers
+    response = requests.post(
+        f"{writer}/v1/generations",
+        headers={"Authorization": f"Bearer {api_key(settings, 'sign')}"},
+        files={"image": ("rocket.jpg", fixture_bytes("rocket.jpg"), "image/jpeg")},
+        data={"metadata": '{"model": "m"}'},
+        timeout=30,
+    )
+    suspect = transforms.crop(response.content, 0.5)[0]
+    found = requests.post(f"{reader}/v1/verify", files={"image": ("s.jpg", suspect)}, timeout=30).json()
+    assert found["verdict"] == "matched"
+    link = found["matches"][0]["record"]["thumbnail_url"]
+    assert requests.get(f"{reader}{link}", timeout=30).status_code == 200
+    generation_id = response.headers["X-Generation-Id"]
+    deleted = requests.delete(
+        f"{writer}/v1/generations/{generation_id}",
+        headers={"Authorization": f"Bearer {api_key(settings, 'admin')}"},
+        timeout=30,
+    )
+    assert deleted.status_code == 200
+    deleted_at = time.monotonic()
+    while True:
+        found = requests.post(f"{reader}/v1/verify", files={"image": ("s.jpg", suspect)}, timeout=30).json()
+        if found["verdict"] == "no_match":
+            break
+        assert time.monotonic() - deleted_at < 2, found
+        time.sleep(0.1)
+    assert requests.get(f"{reader}{link}", timeout=30).status_code == 404
+    signed = requests.post(f"{reader}/v1/verify", files={"image": ("r.jpg", response.content)}, timeout=30)
+    assert signed.json()["verdict"] == "deleted"
+    ready = requests.get(f"{reader}/readyz", timeout=5)
+    assert ready.status_code == 200
+
+
+@pytest.mark.slow
 def test_served_errors_are_problem_json(two_servers: tuple[str, str]) -> None:
     base = two_servers[0]
     response = requests.post(f"{base}/v1/verify", files={"image": ("x.txt", b"plain text")}, timeout=30)
