@@ -49,6 +49,19 @@ def test_sign_json_then_verify_json(runner: CliRunner, settings: Settings, tmp_p
     assert results[2]["file"] == str(unrelated)
 
 
+def test_verify_reports_a_manifest_c2pa_cannot_load_as_invalid(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    coffee = str(FIXTURES / "coffee.jpg")
+    signed = run(runner, settings, "sign", "--model", "m", "--json", "--out", str(tmp_path), coffee)
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(transforms.break_manifest(Path(json.loads(signed.output)["output"]).read_bytes()))
+    verified = run(runner, settings, "verify", "--json", str(damaged))
+    assert verified.exit_code == 0, verified.output
+    result = json.loads(verified.output)
+    assert (result["c2pa"]["validation_state"], result["verdict"]) == ("Invalid", "matched")
+
+
 def test_sign_reports_bad_files_and_exits_non_zero(
     runner: CliRunner, settings: Settings, tmp_path: Path
 ) -> None:

@@ -14,6 +14,9 @@ from PIL import Image, ImageDraw, ImageOps
 from index import Thresholds
 from provenance.app import create_app
 from provenance.config import Settings
+from provenance.devkeys import KeyFiles, generate_dev_keys
+from provenance.manifest import GENERATION_ASSERTION, TRAINED_ALGORITHMIC_MEDIA
+from provenance.signing import ManifestSigner
 from tests import transforms
 from tests.conftest import Signed, api_key, fixture_bytes, register
 from tests.test_api import assert_problem
@@ -404,3 +407,54 @@ def test_two_layouts_alike_to_pdq_are_not_matched(client: FlaskClient, signing_k
     hit = result["matches"][0]["methods"][0]
     assert hit["method"] == "pdq" and hit["distance"] <= Thresholds().pdq_match
     assert hit["agreement"] < Thresholds().pdq_match_agreement
+
+
+def test_a_manifest_c2pa_cannot_load_is_invalid_and_the_pixels_still_searched(
+    client: FlaskClient, settings: Settings, signed_image: Signed
+) -> None:
+    damaged = transforms.break_manifest(signed_image.data)
+    result = verify(client, damaged)
+    assert result["c2pa"]["present"] is True
+    assert result["c2pa"]["validation_state"] == "Invalid"
+    assert result["c2pa"]["failures"] and result["c2pa"]["error"]
+    assert result["c2pa"]["generation_id"] is None
+    assert result["verdict"] == "matched"
+    assert result["matches"][0]["generation_id"] == signed_image.generation_id
+
+    response = client.post(
+        "/v1/verify/batch",
+        data={"image": [(io.BytesIO(damaged), "a.jpg"), (io.BytesIO(signed_image.data), "b.jpg")]},
+        headers={"Authorization": f"Bearer {api_key(settings, 'verify')}"},
+    )
+    assert [r["verdict"] for r in response.get_json()["results"]] == ["matched", "authentic"]
+
+
+def test_a_forged_manifest_of_any_shape_is_reported_not_believed(
+    client: FlaskClient, settings: Settings, tmp_path, signed_image: Signed
+) -> None:
+    """Anyone can sign a manifest with their own certificate and put anything JSON allows in it."""
+    keys = tmp_path / "forger"
+    generate_dev_keys(KeyFiles.under(keys, keys / "chain.pem", keys / "signer.key", keys / "root.pem"))
+    forger = ManifestSigner(
+        dataclasses.replace(
+            settings, cert_chain_path=keys / "chain.pem", private_key_path=keys / "signer.key"
+        )
+    )
+    manifest = {
+        "claim_generator_info": [{"name": "forger", "version": "1"}],
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [{"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA}]
+                },
+            },
+            {"label": GENERATION_ASSERTION, "data": [signed_image.generation_id]},
+        ],
+    }
+    forged = forger.sign(manifest, fixture_bytes("coffee.jpg"), "image/jpeg").data
+    result = verify(client, forged)
+    assert result["c2pa"]["present"] is True
+    assert result["c2pa"]["validation_state"] != "Trusted"
+    assert result["c2pa"]["claimed_generation_id"] is None
+    assert result["verdict"] == "matched"

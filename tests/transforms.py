@@ -60,3 +60,12 @@ def screenshot(data: bytes, scale: float = 0.8) -> tuple[bytes, tuple[int, int]]
     offset = (30, 90)
     canvas.paste(shown, offset)
     return encode(canvas, "PNG"), offset
+
+
+def break_manifest(signed: bytes) -> bytes:
+    """One byte changed inside the manifest: the soft-binding hash's CBOR array claims 33 items
+    instead of 32, so c2pa cannot load the active manifest at all (the store names a manifest
+    it does not hold)."""
+    damaged = bytearray(signed)
+    damaged[signed.index(b"evalue\x98\x20") + 7] = 0x21
+    return bytes(damaged)
