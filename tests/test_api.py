@@ -13,6 +13,7 @@ from PIL import Image
 from provenance import db
 from provenance.app import create_app
 from provenance.config import Settings
+from tests import transforms
 from tests.conftest import api_key, as_format, fixture_bytes
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance"}
@@ -88,6 +89,11 @@ BAD_UPLOADS = {
     "truncated image": (fixture_bytes("coffee.jpg")[:5000], 422),
     "unsupported format": (as_format(fixture_bytes("coffee.jpg"), "GIF"), 415),
     "empty file": (b"", 422),
+    # Not signed as it is: the signed file would keep the damage under its manifest's hash.
+    "png with a broken text chunk": (
+        transforms.break_png_crc(transforms.png_with_text(fixture_bytes("coffee.jpg")), b"tEXt"),
+        422,
+    ),
 }
 
 

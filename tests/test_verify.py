@@ -18,7 +18,7 @@ from provenance.devkeys import KeyFiles, generate_dev_keys
 from provenance.manifest import GENERATION_ASSERTION, TRAINED_ALGORITHMIC_MEDIA
 from provenance.signing import ManifestSigner
 from tests import transforms
-from tests.conftest import Signed, api_key, fixture_bytes, register
+from tests.conftest import Signed, api_key, as_format, fixture_bytes, register
 from tests.test_api import assert_problem
 
 
@@ -458,3 +458,30 @@ def test_a_forged_manifest_of_any_shape_is_reported_not_believed(
     assert result["c2pa"]["validation_state"] != "Trusted"
     assert result["c2pa"]["claimed_generation_id"] is None
     assert result["verdict"] == "matched"
+
+
+def test_pngs_viewers_show_despite_damage_are_matched(
+    client: FlaskClient, signing_key: str, signed_image: Signed
+) -> None:
+    """libpng drops an ancillary chunk with a wrong CRC and shows the picture; so do we."""
+    text_broken = transforms.break_png_crc(transforms.png_with_text(signed_image.data), b"tEXt")
+    signed_png = register(
+        client, signing_key, as_format(fixture_bytes("rocket.jpg"), "PNG"), filename="r.png"
+    )
+    manifest_broken = transforms.break_png_crc(signed_png.data, b"caBX")
+    cut_after_pixels = signed_png.data[:-6]  # the IEND chunk cut in half
+    for damaged, original in [
+        (text_broken, signed_image),
+        (manifest_broken, signed_png),
+        (cut_after_pixels, signed_png),
+    ]:
+        result = verify(client, damaged)
+        assert result["verdict"] in {"matched", "authentic"}
+        assert result["matches"][0]["generation_id"] == original.generation_id
+
+
+def test_a_png_cut_off_inside_its_pixels_is_still_refused(client: FlaskClient) -> None:
+    png = as_format(fixture_bytes("rocket.jpg"), "PNG")
+    _, offset, length = next(c for c in transforms.png_chunks(png) if c[0] == b"IDAT")
+    response = client.post("/v1/verify", data={"image": (io.BytesIO(png[: offset + length // 2]), "x.png")})
+    assert_problem(response, 422)
