@@ -145,14 +145,13 @@ def sign(
     Example: provenance sign --model diffusion-xl --out signed/ --json a.png b.jpg
     """
     from provenance.app import build_services
-    from provenance.registry import GenerationRequest
+    from provenance.registry import GenerationRequest, parse_metadata
 
     settings = _settings(ctx)
     try:
-        request = GenerationRequest.from_json({"model": model, "public": json.loads(public_json)})
+        public = parse_metadata(public_json, "--public")
+        request = GenerationRequest.from_json({"model": model, "public": public})
         registry = build_services(settings).require_registry()
-    except json.JSONDecodeError as exc:
-        _fail(f"--public is not JSON: {exc}", EXIT_USAGE)
     except SigningUnavailable as exc:
         _fail(exc.detail, EXIT_DEPENDENCY)
     except ProvenanceError as exc:

@@ -134,6 +134,15 @@ def test_decompression_bomb_is_refused_before_decoding(settings: Settings) -> No
         '{"model": ""}',
         '{"model": "m", "public": "x"}',
         '{"model": "m", "extra": 1}',
+        # Bounds every reader of the metadata can handle: the stack, int(), the page's JSON.parse.
+        '{"model": "m", "public": {"a": ' + "[" * 1000 + "]" * 1000 + "}}",
+        '{"model": "m", "public": {"a": ' + "[" * 40 + "]" * 40 + "}}",
+        '{"model": "m", "public": {"n": ' + "9" * 5000 + "}}",
+        '{"model": "m", "public": {"n": 9007199254740993}}',
+        '{"model": "m", "public": {"n": NaN}}',
+        '{"model": "m", "public": {"n": -Infinity}}',
+        '{"model": "m", "public": {"n": 1e999}}',
+        '{"model": "m", "public": {"s": "\\ud800"}}',
     ],
 )
 def test_missing_or_invalid_metadata_is_400(

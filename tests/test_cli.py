@@ -78,6 +78,22 @@ def test_sign_reports_bad_files_and_exits_non_zero(
     assert not (tmp_path / "notes-signed.txt").exists()
 
 
+def test_sign_refuses_public_metadata_out_of_bounds_with_a_usage_error(
+    runner: CliRunner, settings: Settings
+) -> None:
+    for public, problem in [
+        ("[" * 1000 + "]" * 1000, "nested"),
+        ('{"n": NaN}', "NaN"),
+        ("1" * 5000, "integer"),
+    ]:
+        result = run(
+            runner, settings, "sign", "--model", "m", "--public", public, str(FIXTURES / "coffee.jpg")
+        )
+        assert result.exit_code == 2
+        assert result.output.startswith("error: --public") and problem in result.output
+        assert "Traceback" not in result.output
+
+
 def test_apikey_create_prints_a_working_key_once(runner: CliRunner, settings: Settings) -> None:
     from provenance import db
     from provenance.apikeys import authenticate
