@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import struct
+import zlib
 
 import pytest
 from flask.testing import FlaskClient
 from PIL import Image
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 from provenance import db
 from provenance.app import create_app
@@ -204,3 +208,59 @@ def test_a_few_pixels_image_is_signed_and_verified_not_a_500(client: FlaskClient
     assert response.status_code == 200
     body = response.get_json()
     assert body["query"]["keypoints"] == 0 and body["query"]["low_detail"]
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG header claiming ``width`` x ``height`` pixels, with no pixels behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_every_error_the_service_produces_has_its_documented_problem_type(
+    settings: Settings, signing_key: str
+) -> None:
+    """The README's error table, for the errors werkzeug, Pillow and a bug raise rather than our code."""
+    app = create_app(dataclasses.replace(settings, max_upload_bytes=40_000))
+
+    @app.get("/v1/fail")
+    def fail() -> None:
+        raise RuntimeError("a bug")
+
+    client = app.test_client()
+    # Encoded in memory: the test client spools a large body to a file it leaves open.
+    boundary, body = encode_multipart({"image": FileStorage(io.BytesIO(b"\0" * 1_200_000), "big.jpg")})
+    over_the_body_limit = client.post(
+        "/v1/verify", data=body, content_type=f"multipart/form-data; boundary={boundary}"
+    )
+    boundary, body = encode_multipart(
+        {"metadata": "x" * 600_000, "image": FileStorage(io.BytesIO(fixture_bytes("coffee.jpg")), "a.jpg")}
+    )
+    form_field_too_large = client.post(
+        "/v1/generations",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        headers={"Authorization": f"Bearer {signing_key}"},
+    )
+    # Above twice Pillow's MAX_IMAGE_PIXELS, Pillow refuses to open it before our own limit is asked.
+    declared_too_large = client.post(
+        "/v1/verify", data={"image": (io.BytesIO(png_declaring(20_000, 10_000)), "bomb.png")}
+    )
+    cases = [
+        (over_the_body_limit, 413, "payload-too-large"),
+        (form_field_too_large, 413, "payload-too-large"),
+        (declared_too_large, 413, "image-too-large"),
+        (client.get("/v1/fail"), 500, "internal-error"),
+    ]
+    for response, status, slug in cases:
+        body = assert_problem(response, status)
+        assert body["type"] == f"/problems/{slug}", body
+        assert "Traceback" not in body["detail"]
