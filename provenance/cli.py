@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import sys
 from collections.abc import Callable
@@ -135,12 +136,22 @@ class _plain:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Directory for signed files.")
 @click.option("--public", "public_json", default="{}", help="Public metadata as a JSON object.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file.")
+@click.option("--overwrite", is_flag=True, help="Replace existing NAME-signed files (never an input).")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
 def sign(
-    ctx: click.Context, model: str, out: Path | None, public_json: str, as_json: bool, files: tuple[Path, ...]
+    ctx: click.Context,
+    model: str,
+    out: Path | None,
+    public_json: str,
+    as_json: bool,
+    overwrite: bool,
+    files: tuple[Path, ...],
 ) -> None:
     """Sign and register images; writes NAME-signed.EXT beside each file, or into --out.
+
+    A file whose output would replace one of the inputs, or an existing file without
+    --overwrite, is refused before it is registered.
 
     Example: provenance sign --model diffusion-xl --out signed/ --json a.png b.jpg
     """
@@ -159,11 +170,19 @@ def sign(
     if out:
         out.mkdir(parents=True, exist_ok=True)
 
+    inputs = {path.resolve() for path in files}
+
     def sign_one(path: Path) -> dict[str, Any]:
-        target = (out / path.name) if out else path.with_name(f"{path.stem}-signed{path.suffix}")
+        target = (out or path.parent) / f"{path.stem}-signed{path.suffix}"
+        # Checked before registering, so that a refused file leaves no record behind.
+        if target.resolve() in inputs:
+            raise FileExistsError(errno.EEXIST, f"{target} is one of the inputs; it is never overwritten")
+        if target.exists() and not overwrite:
+            raise FileExistsError(errno.EEXIST, f"{target} exists; pass --overwrite to replace it")
         with db.connect(settings.database) as connection:
             registration = registry.register(connection, path.read_bytes(), request, filename=path.name)
-        target.write_bytes(registration.signed)
+        with target.open("wb" if overwrite else "xb") as output:
+            output.write(registration.signed)
         return {"generation_id": registration.record.generation_id, "output": str(target)}
 
     if _each_file(files, sign_one, as_json, show_progress=len(files) > 3 and not as_json):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from provenance import db
 from provenance.cli import main
 from provenance.config import Settings
 from tests import transforms
@@ -92,6 +93,44 @@ def test_sign_refuses_public_metadata_out_of_bounds_with_a_usage_error(
         assert result.exit_code == 2
         assert result.output.startswith("error: --public") and problem in result.output
         assert "Traceback" not in result.output
+
+
+def records(settings: Settings) -> int:
+    with db.open_database(settings.database) as connection:
+        count: int = connection.execute("SELECT count(*) FROM records").fetchone()[0]
+    return count
+
+
+def test_sign_never_overwrites_an_input_nor_without_asking_an_existing_file(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "photos"
+    source.mkdir()
+    original = fixture_bytes("coffee.jpg")
+    (source / "coffee.jpg").write_bytes(original)
+    (source / "rocket.jpg").write_bytes(fixture_bytes("rocket.jpg"))
+    first = run(runner, settings, "sign", "--model", "m", "--out", str(source), str(source / "coffee.jpg"))
+    assert first.exit_code == 0, first.output
+    assert (source / "coffee.jpg").read_bytes() == original
+    assert (source / "coffee-signed.jpg").read_bytes() != original
+
+    again = run(runner, settings, "sign", "--model", "m", "--out", str(source), str(source / "coffee.jpg"))
+    assert again.exit_code == 1
+    assert "--overwrite" in again.output
+    assert records(settings) == 1
+    replaced = run(runner, settings, "sign", "--model", "m", "--overwrite", str(source / "coffee.jpg"))
+    assert replaced.exit_code == 0, replaced.output
+    assert records(settings) == 2
+
+    # rocket.jpg's output would be the other input: refused even when asked, rocket-signed.jpg signed.
+    (source / "rocket-signed.jpg").write_bytes(fixture_bytes("chelsea.jpg"))
+    inputs = [str(source / "rocket.jpg"), str(source / "rocket-signed.jpg")]
+    clash = run(runner, settings, "sign", "--model", "m", "--overwrite", *inputs)
+    assert clash.exit_code == 1
+    assert "is one of the inputs" in clash.output
+    assert (source / "rocket-signed.jpg").read_bytes() == fixture_bytes("chelsea.jpg")
+    assert (source / "rocket-signed-signed.jpg").exists()
+    assert records(settings) == 3
 
 
 def test_apikey_create_prints_a_working_key_once(runner: CliRunner, settings: Settings) -> None:
