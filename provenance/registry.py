@@ -44,12 +44,10 @@ def parse_metadata(text: str, what: str = "metadata") -> Any:
 
     def integer(literal: str) -> int:
         # Checked before int(): Python refuses to convert more than 4,300 digits with a ValueError.
-        if (
-            len(literal.lstrip("-")) > len(str(MAX_METADATA_INTEGER))
-            or abs(int(literal)) > MAX_METADATA_INTEGER
-        ):
+        value = int(literal) if len(literal.lstrip("-")) <= len(str(MAX_METADATA_INTEGER)) else None
+        if value is None or abs(value) > MAX_METADATA_INTEGER:
             raise InvalidMetadata(f"{what} holds an integer beyond ±{MAX_METADATA_INTEGER}: {literal[:40]}")
-        return int(literal)
+        return value
 
     def number(literal: str) -> float:
         value = float(literal)
