@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import Any
@@ -26,7 +25,7 @@ from provenance.errors import (
 from provenance.idempotency import IdempotencyKey
 from provenance.manifest import ManifestReport
 from provenance.records import GenerationRecord, RecordStore, Tombstone
-from provenance.registry import MAX_METADATA_BYTES, GenerationRequest
+from provenance.registry import MAX_METADATA_BYTES, GenerationRequest, parse_metadata
 from provenance.verify import RecordMatch, VerificationResult
 
 api = Blueprint("api", __name__, url_prefix="/v1")
@@ -208,13 +207,7 @@ def _metadata() -> GenerationRequest:
         raw = part.read(MAX_METADATA_BYTES + 1).decode("utf-8", "replace") if part else None
     if raw is None:
         raise InvalidMetadata("send a 'metadata' part holding a JSON object with at least 'model'")
-    if len(raw.encode()) > MAX_METADATA_BYTES:
-        raise InvalidMetadata(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidMetadata(f"metadata is not valid JSON: {exc}") from exc
-    return GenerationRequest.from_json(value)
+    return GenerationRequest.from_json(parse_metadata(raw))
 
 
 def _idempotency_key(key: ApiKey) -> IdempotencyKey | None:
