@@ -22,25 +22,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-_BLOCK = 8  # preview pixels per block side (a 256 px preview has 32 blocks across)
-_SMOOTHING_SIGMA = 1.5  # preview pixels; resampling, JPEG and noise differ at the pixel level
-_STRUCTURE_STD = 6.0  # grey-level standard deviation that makes a block count as structured
-# In an edge-tolerant comparison a structured block agrees where the other image's block
-# correlates with it and is merely not flat, short of _STRUCTURE_STD: a thin edge near a
-# block's border puts most of its contrast in one block or the next as the map moves by a
-# pixel (exact crops of flat drawings: disagreeing blocks at 3 against 9 grey levels,
-# correlated 0.99).
-_NOT_FLAT_STD = 2.0
-_AGREEING_CORRELATION = 0.5
-_MIN_JUDGED_BLOCKS = 16  # fewer cannot tell a copy from a coincidence (a tiny or flat overlap)
-_ECC_ITERATIONS, _ECC_EPSILON, _ECC_SMOOTHING = 30, 1e-3, 3
+from index.calibration import Alignment
+
+# What the constants of this comparison mean, and why they have their values: index.calibration.Alignment.
 _ECC_ERODE = np.ones((3, 3), np.uint8)  # leave out the overlap's interpolated rim
-_MAX_REFINEMENT = float(_BLOCK)  # preview pixels a refinement may move the preview's corners
-_CHROMATIC = 10.0  # CIELAB chroma of a block that has a colour (a grey block has ~0)
-_SAME_HUE_DEGREES = 30.0
-_MIN_CHROMATIC_BLOCKS = 8
-_LOCATE_SCALE_STEP = 1.08  # between template sizes; ECC (see _refined) absorbs what lies between
-_MIN_TEMPLATE_SIDE = 12  # half-preview pixels: smaller templates correlate with anything
 
 
 @dataclass(frozen=True)
@@ -53,15 +38,16 @@ class Agreement:
     transform: np.ndarray
 
 
-def _blocks(values: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    cut = values[: rows * _BLOCK, : cols * _BLOCK]
-    return cut.reshape(rows, _BLOCK, cols, _BLOCK).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
+def _blocks(values: np.ndarray, rows: int, cols: int, block: int) -> np.ndarray:
+    cut = values[: rows * block, : cols * block]
+    return cut.reshape(rows, block, cols, block).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
 
 
 def block_agreement(
     query_gray: np.ndarray,
     preview_gray: np.ndarray,
     query_to_preview: np.ndarray,
+    alignment: Alignment,
     *,
     enough: float = 1.0,
     refine_from: float = 0.0,
@@ -74,20 +60,22 @@ def block_agreement(
     not below ``refine_from``: too far off to be a copy misaligned by a pixel or two) the map
     is refined densely (see ``_refined``) and the better of the two alignments counts. A block
     agrees where both are structured and correlate, or with ``edge_tolerant`` where the other
-    is at least not flat (see _NOT_FLAT_STD); the thresholds that judge the share were
+    is at least not flat (see Alignment.not_flat_std); the thresholds that judge the share were
     calibrated for one or the other. Returns None when the overlap holds fewer than 16
     structured blocks: too little to judge.
     """
     height, width = preview_gray.shape
-    if height // _BLOCK < 3 or width // _BLOCK < 3:
+    if height // alignment.block < 3 or width // alignment.block < 3:
         return None
     query_gray, transform, shrink = _at_preview_scale(query_gray, query_to_preview)
-    best = _share_of_agreeing_blocks(query_gray, preview_gray, transform, edge_tolerant)
+    best = _share_of_agreeing_blocks(query_gray, preview_gray, transform, edge_tolerant, alignment)
     best_transform = transform
     worth_refining = best is None or refine_from <= best[0] < enough
-    refined_transform = _refined(query_gray, preview_gray, transform) if worth_refining else None
+    refined_transform = _refined(query_gray, preview_gray, transform, alignment) if worth_refining else None
     if refined_transform is not None:
-        refined = _share_of_agreeing_blocks(query_gray, preview_gray, refined_transform, edge_tolerant)
+        refined = _share_of_agreeing_blocks(
+            query_gray, preview_gray, refined_transform, edge_tolerant, alignment
+        )
         if refined is not None and (best is None or refined[0] > best[0]):
             best, best_transform = refined, refined_transform
     if best is None:
@@ -126,7 +114,9 @@ def _warp_onto(
     return warped, inside
 
 
-def _refined(query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.ndarray) -> np.ndarray | None:
+def _refined(
+    query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.ndarray, alignment: Alignment
+) -> np.ndarray | None:
     """The query-to-preview map refined by ECC (Evangelidis & Psarakis 2008), if it stays close.
 
     RANSAC fits the map to the few keypoints of a small crop or a thumbnail (10-30 inliers), and
@@ -152,9 +142,13 @@ def _refined(query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.nda
             cv2.pyrDown(warped).astype(np.float32),
             np.eye(2, 3, dtype=np.float32),
             cv2.MOTION_AFFINE,
-            (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, _ECC_ITERATIONS, _ECC_EPSILON),
+            (
+                cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS,
+                alignment.ecc_iterations,
+                alignment.ecc_epsilon,
+            ),
             cv2.erode(inside_half, _ECC_ERODE),
-            _ECC_SMOOTHING,
+            alignment.ecc_smoothing,
         )
     except cv2.error:  # no convergence: a flat or unrelated overlap
         return None
@@ -162,7 +156,7 @@ def _refined(query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.nda
     warp = (np.linalg.inv(half) @ np.vstack([np.asarray(found, np.float64), [0, 0, 1]]) @ half)[:2]
     corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
     moved = corners @ warp[:, :2].T + warp[:, 2]
-    if np.abs(moved - corners).max() > _MAX_REFINEMENT:
+    if np.abs(moved - corners).max() > alignment.max_refinement_blocks * alignment.block:
         return None
     to_preview = np.vstack([np.asarray(cv2.invertAffineTransform(warp), np.float64), [0, 0, 1]])
     refined: np.ndarray = (to_preview @ np.vstack([transform, [0, 0, 1]]))[:2]
@@ -170,25 +164,30 @@ def _refined(query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.nda
 
 
 def _share_of_agreeing_blocks(
-    query_gray: np.ndarray, preview_gray: np.ndarray, transform: np.ndarray, edge_tolerant: bool
+    query_gray: np.ndarray,
+    preview_gray: np.ndarray,
+    transform: np.ndarray,
+    edge_tolerant: bool,
+    alignment: Alignment,
 ) -> tuple[float, int] | None:
     """Block agreement of a query already at about the preview's scale, under ``transform``:
     the share of judged blocks that agree, and how many were judged."""
     height, width = preview_gray.shape
-    rows, cols = height // _BLOCK, width // _BLOCK
+    block = alignment.block
+    rows, cols = height // block, width // block
     warped, inside = _warp_onto(query_gray, transform, (width, height))
     inside = cv2.erode(inside, np.ones((3, 3), np.uint8))  # interpolated edge pixels are not the query's
-    warped = cv2.GaussianBlur(warped, (0, 0), _SMOOTHING_SIGMA).astype(np.float32)
-    preview = cv2.GaussianBlur(preview_gray, (0, 0), _SMOOTHING_SIGMA).astype(np.float32)
+    warped = cv2.GaussianBlur(warped, (0, 0), alignment.smoothing_sigma).astype(np.float32)
+    preview = cv2.GaussianBlur(preview_gray, (0, 0), alignment.smoothing_sigma).astype(np.float32)
 
-    complete = _blocks(inside, rows, cols).min(axis=2) > 0
+    complete = _blocks(inside, rows, cols, block).min(axis=2) > 0
     # Borders, frames, letterbox bars and rotation fill meet the original's edge, where a small
     # misalignment brings them inside: leave out the outermost ring of blocks.
     complete[[0, -1], :] = False
     complete[:, [0, -1]] = False
     if not complete.any():
         return None
-    q, p = _blocks(warped, rows, cols), _blocks(preview, rows, cols)
+    q, p = _blocks(warped, rows, cols, block), _blocks(preview, rows, cols, block)
     q = q - q.mean(axis=2, keepdims=True)
     p = p - p.mean(axis=2, keepdims=True)
     q_std, p_std = np.sqrt((q * q).mean(axis=2)), np.sqrt((p * p).mean(axis=2))
@@ -197,21 +196,23 @@ def _share_of_agreeing_blocks(
     # original's scale.
     gain = np.sqrt((p_std[complete] ** 2).mean() / max(float((q_std[complete] ** 2).mean()), 1e-6))
     q_std *= float(np.clip(gain, 0.25, 4.0))
-    in_query = complete & (q_std > _STRUCTURE_STD)
-    in_preview = complete & (p_std > _STRUCTURE_STD)
+    in_query = complete & (q_std > alignment.structure_std)
+    in_preview = complete & (p_std > alignment.structure_std)
     judged = int((in_query | in_preview).sum())
-    if judged < _MIN_JUDGED_BLOCKS:
+    if judged < alignment.min_judged_blocks:
         return None
     if edge_tolerant:
-        comparable = (in_query | in_preview) & (q_std > _NOT_FLAT_STD) & (p_std > _NOT_FLAT_STD)
+        comparable = (
+            (in_query | in_preview) & (q_std > alignment.not_flat_std) & (p_std > alignment.not_flat_std)
+        )
     else:
         comparable = in_query & in_preview
-    agreeing = int((comparable & (correlation > _AGREEING_CORRELATION)).sum())
+    agreeing = int((comparable & (correlation > alignment.agreeing_correlation)).sum())
     return agreeing / judged, judged
 
 
 def locate_within(
-    query_gray: np.ndarray, preview_gray: np.ndarray, *, min_coverage: float
+    query_gray: np.ndarray, preview_gray: np.ndarray, alignment: Alignment, *, min_coverage: float
 ) -> np.ndarray | None:
     """Where in the original's preview an upright crop or rescaled copy lies, found without keypoints.
 
@@ -239,18 +240,20 @@ def locate_within(
     scale = largest
     while scale >= smallest * 0.999:
         size = (round(query_width * scale), round(query_height * scale))
-        if min(size) < _MIN_TEMPLATE_SIDE:
+        if min(size) < alignment.min_template_side:
             break
         template = base if scale == largest else cv2.resize(base, size, interpolation=cv2.INTER_AREA)
         found = _best_place(coarse, template)
         if found is not None and found[0] > best_score:
             best_score, x, y = found
             best = _placement(2 * size[0] / query_width, 2 * size[1] / query_height, 2 * x, 2 * y)
-        scale /= _LOCATE_SCALE_STEP
-    return None if best is None else placed_finer(query_gray, preview_gray, best)
+        scale /= alignment.locate_scale_step
+    return None if best is None else placed_finer(query_gray, preview_gray, best, alignment)
 
 
-def placed_finer(query_gray: np.ndarray, preview_gray: np.ndarray, coarse_map: np.ndarray) -> np.ndarray:
+def placed_finer(
+    query_gray: np.ndarray, preview_gray: np.ndarray, coarse_map: np.ndarray, alignment: Alignment
+) -> np.ndarray:
     """A coarse placement (2x3, query pixels to ``preview_gray``'s) searched again at the
     preview's full resolution, half a scale step either way and a few pixels around: a whole
     step off leaves a crop's far side several pixels out, more than the refinement in
@@ -260,7 +263,8 @@ def placed_finer(query_gray: np.ndarray, preview_gray: np.ndarray, coarse_map: n
     height, width = preview_gray.shape
     scale, left, top = coarse_map[0, 0], int(coarse_map[0, 2]), int(coarse_map[1, 2])
     best_score, best = -1.0, coarse_map
-    for factor in (_LOCATE_SCALE_STEP**-0.5, 1.0, _LOCATE_SCALE_STEP**0.5):
+    step = alignment.locate_scale_step
+    for factor in (step**-0.5, 1.0, step**0.5):
         size = (round(query_width * scale * factor), round(query_height * scale * factor))
         margin = 4 + abs(size[0] - round(query_width * scale))
         x0, y0 = max(0, left - margin), max(0, top - margin)
@@ -291,7 +295,7 @@ def _placement(scale_x: float, scale_y: float, left: float, top: float) -> np.nd
 
 
 def hue_agreement(
-    query_rgb: np.ndarray, preview_rgb: np.ndarray, query_to_preview: np.ndarray
+    query_rgb: np.ndarray, preview_rgb: np.ndarray, query_to_preview: np.ndarray, alignment: Alignment
 ) -> float | None:
     """The share of the overlap's coloured blocks that are coloured alike in both images.
 
@@ -303,32 +307,35 @@ def hue_agreement(
     overlap (grey drawings), so colour cannot tell.
     """
     height, width = preview_rgb.shape[:2]
-    rows, cols = height // _BLOCK, width // _BLOCK
+    block = alignment.block
+    rows, cols = height // block, width // block
     query_rgb, transform, _ = _at_preview_scale(query_rgb, query_to_preview)
     warped, inside = _warp_onto(query_rgb, transform, (width, height))
-    complete = _blocks(inside, rows, cols).min(axis=2) > 0
-    query_ab, preview_ab = _block_chroma(warped, rows, cols), _block_chroma(preview_rgb, rows, cols)
+    complete = _blocks(inside, rows, cols, block).min(axis=2) > 0
+    query_ab = _block_chroma(warped, rows, cols, block)
+    preview_ab = _block_chroma(preview_rgb, rows, cols, block)
     query_chroma = np.hypot(query_ab[..., 0], query_ab[..., 1])
     preview_chroma = np.hypot(preview_ab[..., 0], preview_ab[..., 1])
-    query_coloured = complete & (query_chroma > _CHROMATIC)
-    preview_coloured = complete & (preview_chroma > _CHROMATIC)
-    if max(query_coloured.sum(), preview_coloured.sum()) < _MIN_CHROMATIC_BLOCKS:
+    chromatic = alignment.chromatic
+    query_coloured = complete & (query_chroma > chromatic)
+    preview_coloured = complete & (preview_chroma > chromatic)
+    if max(query_coloured.sum(), preview_coloured.sum()) < alignment.min_chromatic_blocks:
         return None
     hue_gap = np.angle(
         (query_ab[..., 0] + 1j * query_ab[..., 1]) * (preview_ab[..., 0] - 1j * preview_ab[..., 1])
     )
     alike = (
-        (query_chroma > _CHROMATIC / 2)
-        & (preview_chroma > _CHROMATIC / 2)
-        & (np.abs(np.degrees(hue_gap)) < _SAME_HUE_DEGREES)
+        (query_chroma > chromatic / 2)
+        & (preview_chroma > chromatic / 2)
+        & (np.abs(np.degrees(hue_gap)) < alignment.same_hue_degrees)
     )
     coloured = query_coloured | preview_coloured
     return float(alike[coloured].mean())
 
 
-def _block_chroma(rgb: np.ndarray, rows: int, cols: int) -> np.ndarray:
+def _block_chroma(rgb: np.ndarray, rows: int, cols: int, block: int) -> np.ndarray:
     """Each block's mean CIELAB (a*, b*): (rows, cols, 2)."""
     lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.float32)
-    ab = lab[: rows * _BLOCK, : cols * _BLOCK, 1:] - 128  # OpenCV offsets a* and b* by 128 in uint8
-    means: np.ndarray = ab.reshape(rows, _BLOCK, cols, _BLOCK, 2).mean(axis=(1, 3))
+    ab = lab[: rows * block, : cols * block, 1:] - 128  # OpenCV offsets a* and b* by 128 in uint8
+    means: np.ndarray = ab.reshape(rows, block, cols, block, 2).mean(axis=(1, 3))
     return means

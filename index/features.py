@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from index.calibration import Ransac
 from index.errors import FingerprintError
 from index.hamming import nearest_two
 
@@ -32,7 +33,6 @@ _DETECT_FACTOR = 4
 # with the right original 231 -> 248), while chance alignments with wrong originals stay as few.
 _FAST_THRESHOLD = 5
 _GRID = 4  # cells per side for the spatially balanced ordering
-MIN_SCALE, MAX_SCALE = 0.2, 10.0  # reference processing pixels per query processing pixel
 _FORMAT_VERSION = 1
 _HEADER = struct.Struct("<BIIIf")  # version, count, width, height, scale
 
@@ -214,21 +214,19 @@ def mapped_region(
 def verify_geometry(
     query: LocalFeatures,
     reference: LocalFeatures,
-    *,
-    ratio: float = 0.8,
-    reprojection_pixels: float = 4.0,
+    ransac: Ransac,
 ) -> GeometricMatch | None:
     """Match descriptors (Lowe's ratio test) and fit a RANSAC similarity transform query -> reference.
 
     A similarity (rotation, uniform scale, translation) covers crops, resizes, screenshots and
     small rotations while leaving chance alignments of unrelated images fewer degrees of freedom
-    than a homography would. ``reprojection_pixels`` is in processing pixels. Returns None when no
+    than a homography would. ``ransac`` holds the tolerances (index.calibration). Returns None when no
     transform with at least 4 inliers exists.
     """
     if len(query) < 4 or len(reference) < 4:
         return None
     distances, indices = nearest_two(query.descriptors, reference.descriptors)
-    good = np.flatnonzero((indices[:, 1] >= 0) & (distances[:, 0] < ratio * distances[:, 1]))
+    good = np.flatnonzero((indices[:, 1] >= 0) & (distances[:, 0] < ransac.ratio * distances[:, 1]))
     if len(good) < 4:
         return None
     source = query.points[good]
@@ -244,24 +242,22 @@ def verify_geometry(
     distinct = np.sort(closest_first[first])
     if len(distinct) < 4:
         return None
-    tolerance = reprojection_pixels * reference.scale
+    tolerance = ransac.reprojection_pixels * reference.scale
     transform, _ = cv2.estimateAffinePartial2D(
         source[distinct],
         target[distinct],
         method=cv2.RANSAC,
         ransacReprojThreshold=tolerance,
-        maxIters=2000,
-        confidence=0.995,
+        maxIters=ransac.iterations,
+        confidence=ransac.confidence,
     )
     if transform is None:
         return None
     errors = np.linalg.norm(source @ transform[:, :2].T + transform[:, 2] - target, axis=1)
     inliers = int((errors <= tolerance).sum())
-    # In processing pixels a real copy shows the original between a 5x magnified crop and a
-    # 10x reduced thumbnail inside a screenshot; chance alignments of unrelated images mostly
-    # collapse the query onto a sliver of the reference (scale 0.02-0.2, measured).
+    # Reference processing pixels per query processing pixel (see Ransac.min_scale).
     scale = float(np.hypot(transform[0, 0], transform[1, 0])) * query.scale / reference.scale
-    if inliers < 4 or not MIN_SCALE <= scale <= MAX_SCALE:
+    if inliers < 4 or not ransac.min_scale <= scale <= ransac.max_scale:
         return None
     region, coverage = mapped_region(
         transform, (query.width, query.height), (reference.width, reference.height)

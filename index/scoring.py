@@ -3,76 +3,17 @@
 Each method's raw value maps piecewise-linearly onto a shared scale whose anchors are the
 calibrated thresholds: 0.5 at the "possible" threshold and 0.9 at the "match" threshold, rising
 towards 0.99 as the evidence grows. A record's confidence is the strongest of its methods. The
-thresholds themselves are arguments; the benchmark in scripts/bench_robustness.py sets them.
+thresholds themselves are arguments (index.calibration.Thresholds); the benchmark in
+scripts/bench_robustness.py calibrated them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from index.calibration import Thresholds
 
 MATCH_CONFIDENCE = 0.9
 POSSIBLE_CONFIDENCE = 0.5
 _TOP = 0.99
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Decision thresholds, calibrated for zero false matches on the benchmark's distractors."""
-
-    pdq_match: int = 31
-    pdq_possible: int = 45
-    pdq_min_quality: int = 50
-    inliers_match: int = 20
-    inliers_possible: int = 10
-    # A geometric match counts as a match only if the aligned images agree (index.alignment):
-    # a share of 0.9 at inliers_match, falling linearly to 0.6 at 40 more inliers. Coincidences
-    # of shapes and glyphs bring 20-40 inliers (an empty circle against part of a bowling ball:
-    # 24 inliers, share 0.83); overlays lower a copy's share but not its inliers. Below
-    # inliers_match (a small crop, a thumbnail) only a near-identical overlap will do, in the
-    # same hues where it has colour (dense_hue_agreement: flags share designs, not colours).
-    agreement_at_fewest_inliers: float = 0.9
-    agreement_at_many_inliers: float = 0.6
-    agreement_span_inliers: int = 40
-    agreement_below_match: float = 0.95
-    # So many inliers need no dense confirmation (benchmark: wrong records reach 123, a mirrored
-    # Wesnoth sprite against its neighbour in the same set).
-    inliers_alone: int = 300
-    # Where the overlap is too calm for the dense check to judge (a misty wallpaper's crop), a
-    # coincidence has little to align: shapes and glyphs that line up by chance are structure,
-    # which the check would judge. So many inliers there are a copy's (benchmark: wrong records
-    # on unjudgeable overlaps reach at most 34 inliers).
-    inliers_unjudged: int = 60
-    # Nor is every unconfirmed geometric match worth a person's review: with fewer than
-    # inliers_reviewed_anyway inliers, an overlap that mostly disagrees is shapes lining up by
-    # chance (a meme caption's letters on a stored word: 22-61 inliers, shares 0.11-0.5), and
-    # below agreement_to_review it is no match. Benchmark run of 2026-12-01: 1,808 of the 2,354
-    # never-registered queries that were possible matches fell below, and none of the copies
-    # left as possible matches of their own record (an overlay hides part of a copy, not its
-    # 100 and more inliers).
-    agreement_to_review: float = 0.3
-    inliers_reviewed_anyway: int = 40
-    # A PDQ hit between possible and match (a thumbnail of a drawing, a heavy re-encode) is a
-    # match when the whole suspect, scaled onto the original, agrees this much (benchmark: wrong
-    # records within pdq_possible reach at most 0.74).
-    pdq_agreement: float = 0.9
-    # PDQ sees only where an image is dark and where it is light, so two simple layouts can
-    # share a hash (a flag's coloured bands against a dark screen's frame: 18-26 bits apart).
-    # A hit within pdq_match whose whole aligned image disagrees below this share stays a
-    # possible match.
-    pdq_match_agreement: float = 0.5
-    # A crop placed without keypoints (index.alignment.locate_within, compared edge-tolerantly)
-    # is a match when so much of it, with at least dense_min_blocks structured blocks, agrees
-    # (more below dense_many_blocks), and so many of its coloured blocks are coloured alike in
-    # both (hue cannot tell only where neither has colour). The best placement of a wrong record
-    # is the best of thousands (benchmark probe, 19,485 wrong candidates of crops and
-    # never-registered images, where hue did not tell: 0.88 with 32-47 blocks, 0.86 with 48-63,
-    # 0.66 with 64 or more; in full runs flags in other colours reached 0.96-0.99: stripes on
-    # stripes, a black-and-white cross on a Nordic one, bands on bands).
-    dense_agreement: float = 0.9
-    dense_agreement_few: float = 0.95
-    dense_min_blocks: int = 32
-    dense_many_blocks: int = 64
-    dense_hue_agreement: float = 0.8
 
 
 def _ramp(value: float, possible: float, match: float, saturate: float) -> float:

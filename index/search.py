@@ -25,6 +25,7 @@ import cv2
 import faiss
 import numpy as np
 
+from index.calibration import Retrieval
 from index.errors import IndexNotReady
 from index.features import LocalFeatures
 from index.fingerprints import PDQ_BITS, PdqHash
@@ -244,14 +245,13 @@ class FingerprintIndex:
     def search_local(
         self,
         descriptors: np.ndarray,
+        retrieval: Retrieval,
         *,
         positions: np.ndarray | None = None,
         limit: int | None = None,
-        neighbours: int = 4,
-        max_distance: int = 70,
     ) -> list[Candidate]:
         """The ``limit`` records (all by default) with most query descriptors that have a close
-        neighbour among theirs, best first.
+        neighbour among theirs (``retrieval``: how many neighbours, how close), best first.
 
         Each query descriptor votes at most once per record. With ``positions`` (each
         descriptor's place as a fraction of the query's width and height), a record's votes are
@@ -261,8 +261,8 @@ class FingerprintIndex:
         if len(descriptors) == 0:
             return []
         with self._lock:
-            distances, labels = self._local.search(_as_codes(descriptors), neighbours)
-        close = (labels >= 0) & (distances <= max_distance)
+            distances, labels = self._local.search(_as_codes(descriptors), retrieval.neighbours)
+        close = (labels >= 0) & (distances <= retrieval.max_distance)
         rows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[close]
         votes = np.unique(np.stack([labels[close], rows], axis=1), axis=0)  # (record, descriptor)
         if len(votes) == 0:  # an empty index, or nothing close

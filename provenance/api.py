@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -10,68 +9,19 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
 
 from index import FingerprintStore
-from provenance.apikeys import ApiKey, authenticate
-from provenance.app import request_db, services
+from provenance.access import api_key, limit_verification, require_scope
+from provenance.apikeys import ApiKey
 from provenance.deletion import delete_generation
-from provenance.errors import (
-    BadRequest,
-    Forbidden,
-    InvalidMetadata,
-    NotFound,
-    ProvenanceError,
-    TooManyRequests,
-    Unauthorized,
-)
+from provenance.errors import BadRequest, Forbidden, InvalidMetadata, NotFound, ProvenanceError, Unauthorized
 from provenance.idempotency import IdempotencyKey
-from provenance.manifest import ManifestReport
-from provenance.records import GenerationRecord, RecordStore, Tombstone
+from provenance.records import GenerationRecord, RecordStore
 from provenance.registry import MAX_METADATA_BYTES, GenerationRequest, parse_metadata
-from provenance.verify import RecordMatch, VerificationResult
+from provenance.rendering import record_json, tombstone_json, verification_json
+from provenance.services import request_db, services
 
 api = Blueprint("api", __name__, url_prefix="/v1")
 health = Blueprint("health", __name__)
 MAX_BATCH = 32
-# What a caller without scope "read" learns of the records it does not hold a copy of.
-REVIEW_NOTICE = "possibly a copy of an image we generated; ask us to review it"
-
-
-def _api_key() -> ApiKey | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
-        return None
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("use 'Authorization: Bearer <api key>'")
-    key = authenticate(request_db(), token.strip())
-    if key is None:
-        raise Unauthorized("the API key is not valid")
-    return key
-
-
-def require_scope(scope: str) -> ApiKey:
-    key = _api_key()
-    if key is None:
-        raise Unauthorized(f"this endpoint needs an API key with scope '{scope}'")
-    if scope not in key.scopes:
-        raise Forbidden(f"the API key lacks scope '{scope}'")
-    return key
-
-
-def limit_verification(key: ApiKey | None, images: int = 1) -> None:
-    """Count ``images`` verifications against the caller's allowance (by key, else by address);
-    raises TooManyRequests when it is used up."""
-    settings = services().settings
-    per_minute = settings.verify_per_minute_with_key if key else settings.verify_per_minute
-    if per_minute <= 0:
-        return
-    client = f"key:{key.prefix}" if key else f"address:{request.remote_addr}"
-    wait = services().limiter.take(client, images, per_minute)
-    if wait:
-        whose = "this API key" if key else "this address"
-        seconds = max(1, math.ceil(wait))
-        raise TooManyRequests(
-            f"{whose} may verify {per_minute} images a minute; try again in {seconds} s", seconds
-        )
 
 
 def _upload(field: str = "image") -> FileStorage:
@@ -89,115 +39,6 @@ def thumbnail_url(generation_id: str) -> str | None:
         return None
     link = links.issue(generation_id)
     return url_for("api.get_thumbnail", generation_id=generation_id, expires=link.expires, sig=link.signature)
-
-
-def tombstone_json(tombstone: Tombstone) -> dict[str, Any]:
-    return {
-        "generation_id": tombstone.generation_id,
-        "created_at": tombstone.created_at,
-        "deleted_at": tombstone.deleted_at,
-    }
-
-
-def record_json(record: GenerationRecord, *, private: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "generation_id": record.generation_id,
-        "created_at": record.created_at,
-        "model": record.model,
-        "public": record.public,
-        "mime_type": record.mime_type,
-        "width": record.width,
-        "height": record.height,
-        "manifest_label": record.manifest_label,
-        "thumbnail_url": thumbnail_url(record.generation_id),
-    }
-    if private:
-        body.update(
-            private=record.private,
-            sha256_signed=record.sha256_signed,
-            sha256_pixels=record.sha256_pixels,
-            c2pa_sdk=record.c2pa_sdk,
-        )
-    return body
-
-
-def manifest_json(report: ManifestReport) -> dict[str, Any]:
-    return {
-        "present": report.present,
-        "validation_state": report.state,
-        "failures": list(report.failures),
-        "signer": report.signer,
-        "issuer": report.issuer,
-        "signed_at": report.signed_at,
-        "claim_generator": report.claim_generator,
-        "digital_source_type": report.digital_source_type,
-        "signed_by_us": report.signed_by_us,
-        "signer_status": report.signer_status,
-        "generation_id": report.generation_id,
-        "claimed_generation_id": report.claimed_generation_id,
-        "label": report.label,
-        "error": report.error,
-    }
-
-
-def match_json(match: RecordMatch, *, private: bool) -> dict[str, Any]:
-    return {
-        "generation_id": match.record.generation_id,
-        "confidence": match.confidence,
-        "verdict": match.verdict,
-        "withheld": False,
-        "methods": [
-            {
-                key: value
-                for key, value in (
-                    ("method", m.method),
-                    ("distance", m.distance),
-                    ("score", m.score),
-                    ("agreement", m.agreement),
-                    ("blocks", m.blocks),
-                    ("confidence", m.confidence),
-                )
-                if value is not None
-            }
-            for m in match.methods
-        ],
-        "region": [list(point) for point in match.region] if match.region else None,
-        "coverage": match.coverage,
-        "record": record_json(match.record, private=private),
-    }
-
-
-def withheld_json(confidence: float) -> dict[str, Any]:
-    return {"verdict": "possible_match", "withheld": True, "confidence": confidence, "detail": REVIEW_NOTICE}
-
-
-def matches_json(result: VerificationResult, *, private: bool, disclose_all: bool) -> list[dict[str, Any]]:
-    """Each match, except that without ``disclose_all`` only ``matched`` records are shown (the
-    authentic one has confidence 1.0, so it is among them): the caller holds a copy of those.
-    Possible matches become one entry naming no record, with the best of their confidences."""
-    shown = [match_json(m, private=private) for m in result.matches if disclose_all or m.verdict == "matched"]
-    hidden = [m.confidence for m in result.matches if not disclose_all and m.verdict != "matched"]
-    return shown + ([withheld_json(max(hidden))] if hidden else [])
-
-
-def verification_json(
-    result: VerificationResult, *, private: bool, elapsed_ms: float, disclose_all: bool
-) -> dict[str, Any]:
-    return {
-        "verdict": result.verdict,
-        "c2pa": manifest_json(result.manifest),
-        "deleted": tombstone_json(result.deleted) if result.deleted else None,
-        "matches": matches_json(result, private=private, disclose_all=disclose_all),
-        "query": None
-        if result.query is None
-        else {
-            "pdq_quality": result.query.pdq_quality,
-            "keypoints": result.query.keypoints,
-            "low_detail": result.query.low_detail,
-        },
-        "elapsed_ms": round(elapsed_ms, 1),
-        "timings_ms": result.timings_ms,
-    }
 
 
 def _metadata() -> GenerationRequest:
@@ -254,7 +95,7 @@ def _record_or_404(generation_id: str) -> GenerationRecord:
 @api.get("/generations/<generation_id>")
 def get_generation(generation_id: str) -> Response:
     require_scope("read")
-    return jsonify(record_json(_record_or_404(generation_id), private=True))
+    return jsonify(record_json(_record_or_404(generation_id), private=True, preview_url=thumbnail_url))
 
 
 @api.delete("/generations/<generation_id>")
@@ -304,12 +145,13 @@ def _verify(data: bytes, key: ApiKey | None) -> dict[str, Any]:
         private=private,
         elapsed_ms=(time.perf_counter() - started) * 1000,
         disclose_all=private or services().settings.disclosure == "all",
+        preview_url=thumbnail_url,
     )
 
 
 @api.post("/verify")
 def verify() -> Response:
-    key = _api_key()
+    key = api_key()
     if key is None and services().settings.disclosure == "none":
         raise Unauthorized("this service verifies images only for callers with an API key")
     limit_verification(key)

@@ -270,14 +270,16 @@ def sign(
 
     Example: provenance sign --model diffusion-xl --out signed/ --json a.png b.jpg
     """
-    from provenance.app import build_services
     from provenance.registry import GenerationRequest, parse_metadata
+    from provenance.services import build_registry
 
     settings = _settings(ctx)
     try:
         public = parse_metadata(public_json, "--public")
         request = GenerationRequest.from_json({"model": model, "public": public})
-        registry = build_services(settings).require_registry()
+        # No index: this process only writes; servers index the new records as they catch up.
+        with contextlib.closing(db.open_database(settings.database)) as connection:
+            registry = build_registry(settings, connection)
     except SigningUnavailable as exc:
         _fail(exc.detail, EXIT_DEPENDENCY)
     except ProvenanceError as exc:
@@ -327,21 +329,26 @@ def verify(ctx: click.Context, as_json: bool, files: tuple[Path, ...]) -> None:
     """
     import time
 
-    from provenance.api import verification_json
-    from provenance.app import build_services, create_app
+    from provenance.rendering import preview_path, verification_json
+    from provenance.services import build_verifier, load_index, preview_links
 
     settings = _settings(ctx)
-    verifier = build_services(settings).verifier
-    app = create_app(settings)  # for url_for in the JSON rendering
+    with contextlib.closing(db.open_database(settings.database)) as connection:
+        verifier = build_verifier(settings, load_index(settings, connection))
+    links = preview_links(settings)
+
+    def preview_url(generation_id: str) -> str | None:
+        return None if links is None else preview_path(generation_id, links.issue(generation_id))
 
     def verify_one(path: Path) -> dict[str, Any]:
         started = time.perf_counter()
         with db.connect(settings.database) as connection:
             result = verifier.verify(connection, path.read_bytes())
-        with app.test_request_context():
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            # The operator, on the machine that holds the store, sees everything.
-            body = verification_json(result, private=True, elapsed_ms=elapsed_ms, disclose_all=True)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        # The operator, on the machine that holds the store, sees everything.
+        body = verification_json(
+            result, private=True, elapsed_ms=elapsed_ms, disclose_all=True, preview_url=preview_url
+        )
         if as_json:
             return body
         best = body["matches"][0] if body["matches"] else None
@@ -372,8 +379,8 @@ def record_delete(ctx: click.Context, as_json: bool, generation_id: str) -> None
 
     Example: provenance record delete 0b7e3c9a-5d2f-4f21-9a53-0c1d2e3f4a5b
     """
-    from provenance.app import index_file, load_index
     from provenance.deletion import delete_generation
+    from provenance.services import index_file, load_index
 
     settings = _settings(ctx)
     with contextlib.closing(db.open_database(settings.database)) as connection:
@@ -401,7 +408,7 @@ def index_rebuild(ctx: click.Context) -> None:
 
     Example: provenance index rebuild
     """
-    from provenance.app import index_file
+    from provenance.services import index_file
 
     settings = _settings(ctx)
     with db.open_database(settings.database) as connection:

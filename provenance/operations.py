@@ -9,9 +9,9 @@ from pathlib import Path
 from flask import Blueprint, Response, g, request
 
 from provenance import logs
-from provenance.app import request_db, services
 from provenance.metrics import CONTENT_TYPE
 from provenance.records import RecordStore
+from provenance.services import request_db, services
 
 operations = Blueprint("operations", __name__)
 access_log = logging.getLogger("provenance.access")

@@ -14,8 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from index import PdqHash
-from provenance.api import limit_verification, require_scope
-from provenance.app import request_db, services
+from provenance.access import limit_verification, require_scope
 from provenance.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, UriTooLong
 from provenance.resolution import (
     FINGERPRINT_ALGORITHMS,
@@ -27,6 +26,7 @@ from provenance.resolution import (
     matches_by_content,
     merge,
 )
+from provenance.services import request_db, services
 
 sbr = Blueprint("sbr", __name__, url_prefix="/sbr/v1")
 SCOPE = "fetch:manifests"
@@ -100,7 +100,9 @@ def _result(matches: tuple[ManifestMatch, ...]) -> Response:
 
 def _binding_matches(query: PdqHash, max_results: int) -> tuple[ManifestMatch, ...]:
     found = services()
-    return matches_by_binding(request_db(), found.index, found.verifier.thresholds, query, max_results)
+    return matches_by_binding(
+        request_db(), found.index, found.verifier.calibration.thresholds, query, max_results
+    )
 
 
 @sbr.get("/services/supportedAlgorithms")

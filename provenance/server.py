@@ -16,10 +16,11 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from index import one_thread_per_process
 from provenance import db
-from provenance.app import create_app, index_file, load_index
+from provenance.app import create_app
 from provenance.config import Settings
 from provenance.logs import JsonFormatter, json_logging_config
 from provenance.metrics import process_exited, use_directory
+from provenance.services import index_file, load_index
 from provenance.uploads import MinimumUploadRate
 
 logger = logging.getLogger(__name__)

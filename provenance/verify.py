@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from index import FingerprintIndex, FingerprintStore, Thresholds, verdict_for
+from index import (
+    Calibration,
+    Evidence,
+    FingerprintIndex,
+    FingerprintStore,
+    Matcher,
+    MethodEvidence,
+    QueryDetail,
+    StoredPreview,
+    verdict_for,
+)
 from provenance.config import Settings
-from provenance.evidence import Evidence, MethodEvidence, Picture, QueryDetail
 from provenance.imaging import decode_image
 from provenance.manifest import ManifestReader, ManifestReport
-from provenance.matching import Matcher
 from provenance.records import GenerationRecord, RecordStore, Tombstone
 
 
@@ -44,13 +53,13 @@ class Verifier:
         settings: Settings,
         index: FingerprintIndex,
         reader: ManifestReader,
-        thresholds: Thresholds | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self._settings = settings
         self._index = index
         self._reader = reader
-        self.thresholds = thresholds or Thresholds()
-        self._matcher = Matcher(index, self.thresholds)
+        self.calibration = calibration or Calibration()
+        self._matcher = Matcher(index, self.calibration)
 
     def verify(self, connection: sqlite3.Connection, data: bytes) -> VerificationResult:
         timings: dict[str, float] = {}
@@ -80,7 +89,7 @@ class Verifier:
         lap("catch_up")
         detail = None
         if not any(e.confidence >= 1.0 for e in evidence.values()):
-            detail = self._matcher.search(Picture(decoded.image), records, store, evidence, lap)
+            detail = self._matcher.search(decoded.image, _previews(records), store, evidence, lap)
         matches = self._matches(records, evidence)
         lap("rank")
         authentic = manifest.generation_id is not None and any(
@@ -138,3 +147,13 @@ class Verifier:
             )
         matches.sort(key=lambda m: m.confidence, reverse=True)
         return tuple(matches)
+
+
+def _previews(records: RecordStore) -> Callable[[int], StoredPreview | None]:
+    """The matcher's view of a record: the original's size and its stored preview."""
+
+    def preview(record_id: int) -> StoredPreview | None:
+        record = records.by_id(record_id)
+        return None if record is None else StoredPreview(record.width, record.height, record.thumbnail)
+
+    return preview

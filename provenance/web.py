@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template
 
-from provenance.app import services
+from provenance.services import services
 
 web = Blueprint("web", __name__)
 

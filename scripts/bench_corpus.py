@@ -29,16 +29,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from index import (  # noqa: E402
-    FingerprintIndex,
-    FingerprintStore,
-    LocalFeatures,
-    PdqHash,
-    extract_local_features,
-    verify_geometry,
-)
+from index import FingerprintIndex, FingerprintStore, ImageFingerprints, PdqHash  # noqa: E402
+from index.calibration import Ransac, Retrieval  # noqa: E402
+from index.features import LocalFeatures, extract_local_features, verify_geometry  # noqa: E402
 from index.fingerprints import pdq_dihedral  # noqa: E402
-from index.store import ImageFingerprints  # noqa: E402
 
 DATA = ROOT / "bench-data"
 PHOTO_PACKAGES = [
@@ -117,9 +111,9 @@ def pdq_of(bits: bytes) -> PdqHash:
 def shares_content(local: LocalFeatures, store: FingerprintStore, content: FingerprintIndex) -> bool:
     # Clip-art collections reuse parts across drawings (the same cherry on a cupcake, one
     # character in several scenes): look deep, since a shared part draws few votes.
-    for candidate in content.search_local(local.descriptors)[:SHARED_CONTENT_CANDIDATES]:
+    for candidate in content.search_local(local.descriptors, Retrieval())[:SHARED_CONTENT_CANDIDATES]:
         reference = store.local_features(candidate.record_id)
-        match = verify_geometry(local, reference) if reference is not None else None
+        match = verify_geometry(local, reference, Ransac()) if reference is not None else None
         if match is not None and match.inliers >= SHARED_CONTENT_INLIERS:
             return True
     return False

@@ -24,8 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from index import FingerprintIndex, LocalFeatures, PdqHash, one_thread_per_process  # noqa: E402
-from index.features import DESCRIPTOR_BYTES  # noqa: E402
+from index import FingerprintIndex, PdqHash, one_thread_per_process  # noqa: E402
+from index.calibration import Retrieval  # noqa: E402
+from index.features import DESCRIPTOR_BYTES, LocalFeatures  # noqa: E402
 from index.search import INDEXED_DESCRIPTORS  # noqa: E402
 from index.store import IndexRows  # noqa: E402
 
@@ -60,13 +61,13 @@ def measure(records: int, deletions: int, query: np.ndarray) -> str:
     store = SyntheticStore(records)
     index = FingerprintIndex.rebuild_from(store)  # type: ignore[arg-type]
     kind = type(index._local.index).__name__
-    search_before = milliseconds(lambda: index.search_local(query), 5)
+    search_before = milliseconds(lambda: index.search_local(query, Retrieval()), 5)
     removal_times = []
     for n in range(1, deletions + 1):
         store.removals.append((n, n * 7))
         removal_times.append(milliseconds(lambda: index.catch_up(store)))  # type: ignore[arg-type]
     assert index.records == records - deletions
-    search_after = milliseconds(lambda: index.search_local(query), 5)
+    search_after = milliseconds(lambda: index.search_local(query, Retrieval()), 5)
     removal = float(np.median(removal_times))
     return (
         f"| {records:,} | {records * INDEXED_DESCRIPTORS:,} | {kind} | {removal:.1f} |"

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from provenance import db  # noqa: E402
-from provenance.app import build_services, signer_lookup  # noqa: E402
 from provenance.idempotency import IdempotencyKey, SignedDelta  # noqa: E402
 from provenance.registry import GenerationRequest  # noqa: E402
+from provenance.services import build_services, signer_lookup  # noqa: E402
 from scripts.bench_register import fresh_settings, noisy_fixtures  # noqa: E402
 
 

@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench_register import noisy_fixtures  # noqa: E402
 
 import index.features as features  # noqa: E402
-from index import FingerprintIndex, extract_local_features, one_thread_per_process  # noqa: E402
+from index import FingerprintIndex, one_thread_per_process  # noqa: E402
+from index.features import extract_local_features  # noqa: E402
 from index.hamming import nearest_two  # noqa: E402
 
 

@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from provenance import db  # noqa: E402
 from provenance.apikeys import create_api_key  # noqa: E402
-from provenance.app import build_services  # noqa: E402
 from provenance.config import Settings  # noqa: E402
 from provenance.devkeys import KeyFiles, generate_dev_keys  # noqa: E402
 from provenance.manifest import build_manifest  # noqa: E402
 from provenance.registry import GenerationRequest  # noqa: E402
+from provenance.services import build_services  # noqa: E402
 from provenance.signing import ManifestSigner  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -38,18 +38,14 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from index import (  # noqa: E402
-    Thresholds,
-    extract_local_features,
-    geometry_confidence,
-    one_thread_per_process,
-    verdict_for,
-)
+from index import Calibration, FingerprintIndex, FingerprintStore, one_thread_per_process  # noqa: E402
+from index.features import extract_local_features, verify_geometry  # noqa: E402
+from index.scoring import geometry_confidence, verdict_for  # noqa: E402
 from provenance import db  # noqa: E402
-from provenance.app import build_services, index_file  # noqa: E402
 from provenance.config import Settings  # noqa: E402
 from provenance.devkeys import KeyFiles, generate_dev_keys  # noqa: E402
 from provenance.registry import GenerationRequest  # noqa: E402
+from provenance.services import build_services, index_file  # noqa: E402
 
 DATA = ROOT / "bench-data"
 TILE_MIN_KEYPOINTS = 200
@@ -385,14 +381,16 @@ def tile(image: Image.Image, window: Window) -> Image.Image:
 # ---- queries --------------------------------------------------------------------------------
 
 _verifier = None
+_index: FingerprintIndex | None = None
 _settings: Settings | None = None
 
 
-def _init_worker(settings: Settings) -> None:
-    global _verifier, _settings
+def _init_worker(settings: Settings, calibration: Calibration) -> None:
+    global _verifier, _index, _settings
     one_thread_per_process()  # one process per core, as gunicorn runs them
     _settings = settings
-    _verifier = build_services(settings).verifier
+    services = build_services(settings, calibration)
+    _verifier, _index = services.verifier, services.index
 
 
 def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
@@ -445,11 +443,11 @@ def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
 
 def diagnose(image: Image.Image, data: bytes, expected: str) -> dict[str, object]:
     """Why a copy was missed: the expected record's vote rank and its best geometric evidence."""
-    assert _verifier is not None and _settings is not None
-    from index import FingerprintStore, verify_geometry
+    assert _verifier is not None and _index is not None and _settings is not None
     from provenance.imaging import decode_image
-    from provenance.matching import QUERY_DESCRIPTORS
     from provenance.records import RecordStore
+
+    calibration = _verifier.calibration
 
     decoded = decode_image(data, max_bytes=10**9, max_pixels=10**9).image
     with db.connect(_settings.database) as connection:
@@ -457,9 +455,10 @@ def diagnose(image: Image.Image, data: bytes, expected: str) -> dict[str, object
         assert record is not None
         reference = FingerprintStore(connection).local_features(record.id)
     query = extract_local_features(decoded)
-    candidates = _verifier._index.search_local(query.descriptors[:QUERY_DESCRIPTORS])
+    retrieval = calibration.retrieval
+    candidates = _index.search_local(query.descriptors[: retrieval.query_descriptors], retrieval)
     rank = next((i for i, c in enumerate(candidates) if c.record_id == record.id), None)
-    geometry = verify_geometry(query, reference) if reference is not None else None
+    geometry = verify_geometry(query, reference, calibration.ransac) if reference is not None else None
     return {
         "expected_rank": rank,
         "expected_votes": candidates[rank].votes if rank is not None else 0,
@@ -471,7 +470,7 @@ def diagnose(image: Image.Image, data: bytes, expected: str) -> dict[str, object
     }
 
 
-def rescore(results: list[dict[str, Any]], thresholds: Thresholds, names: dict[str, str]) -> None:
+def rescore(results: list[dict[str, Any]], calibration: Calibration, names: dict[str, str]) -> None:
     """Re-judge saved results under other local-feature thresholds (PDQ and exact stay as run).
 
     Approximate for recall: a run with a higher threshold would also have taken its second
@@ -480,7 +479,7 @@ def rescore(results: list[dict[str, Any]], thresholds: Thresholds, names: dict[s
     for r in results:
         scored = sorted(
             (
-                (max(geometry_confidence(inliers, agreement, thresholds), other), gid)
+                (max(geometry_confidence(inliers, agreement, calibration.thresholds), other), gid)
                 for gid, inliers, agreement, other, *_ in r["evidence"]
             ),
             reverse=True,
@@ -568,6 +567,19 @@ def report(results: list[dict[str, object]], records: int, ram_per_record: float
     )
 
 
+def calibrated(args: argparse.Namespace) -> Calibration:
+    """The service's calibration with the thresholds given on the command line instead."""
+    thresholds = Calibration().thresholds
+    if args.inliers_match:
+        thresholds = replace(thresholds, inliers_match=args.inliers_match)
+    if args.agreement:
+        fewest, many = args.agreement
+        thresholds = replace(thresholds, agreement_at_fewest_inliers=fewest, agreement_at_many_inliers=many)
+    if args.agreement_below_match:
+        thresholds = replace(thresholds, agreement_below_match=args.agreement_below_match)
+    return replace(Calibration(), thresholds=thresholds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -586,17 +598,15 @@ def main() -> None:
     parser.add_argument(
         "--rescore", type=Path, help="re-judge a --json file of an earlier run instead of running"
     )
-    parser.add_argument("--inliers-match", type=int, help="with --rescore: the matched threshold to try")
+    parser.add_argument("--inliers-match", type=int, help="the matched threshold to try (run or --rescore)")
     parser.add_argument(
         "--agreement",
         type=float,
         nargs=2,
         metavar=("AT_FEWEST", "AT_MANY"),
-        help="with --rescore: the dense agreement shares to try (at inliers-match, 40 inliers more)",
+        help="the dense agreement shares to try (at inliers-match, 40 inliers more)",
     )
-    parser.add_argument(
-        "--agreement-below-match", type=float, help="with --rescore: the share asked below inliers-match"
-    )
+    parser.add_argument("--agreement-below-match", type=float, help="the share asked below inliers-match")
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, help="also write every query's result here")
@@ -604,22 +614,13 @@ def main() -> None:
         "--data-dir", type=Path, help="keep the registered store here; an existing one is reused as is"
     )
     args = parser.parse_args()
+    calibration = calibrated(args)
 
     if args.rescore:
         saved = json.loads(args.rescore.read_text())
-        thresholds = Thresholds()
-        if args.inliers_match:
-            thresholds = replace(thresholds, inliers_match=args.inliers_match)
-        if args.agreement:
-            fewest, many = args.agreement
-            thresholds = replace(
-                thresholds, agreement_at_fewest_inliers=fewest, agreement_at_many_inliers=many
-            )
-        if args.agreement_below_match:
-            thresholds = replace(thresholds, agreement_below_match=args.agreement_below_match)
-        if args.inliers_match or args.agreement or args.agreement_below_match:
-            rescore(saved["results"], thresholds, saved["names"])
-            print(f"rescored with {thresholds}")
+        if calibration != Calibration():
+            rescore(saved["results"], calibration, saved["names"])
+            print(f"rescored with {calibration.thresholds}")
         report(saved["results"], saved["records"], saved["ram_per_record"])
         return
     corpus_file = DATA / "corpus" / "corpus.json"
@@ -691,7 +692,7 @@ def main() -> None:
             jobs.append((name, family, None, args.seed + 10_000_000 + i))
         print(f"{len(jobs)} queries on {args.workers} processes", file=sys.stderr)
         context = multiprocessing.get_context("spawn")  # c2pa objects must not cross a fork
-        with context.Pool(args.workers, initializer=_init_worker, initargs=(settings,)) as pool:
+        with context.Pool(args.workers, initializer=_init_worker, initargs=(settings, calibration)) as pool:
             results = list(pool.imap_unordered(run_query, jobs, chunksize=8))
     if not results:
         print(f"{records} records registered; no queries asked")

@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 
-from index import pdq
+from index.fingerprints import pdq
 from provenance import db
-from provenance.app import create_app, services
+from provenance.app import create_app
 from provenance.config import Settings
+from provenance.services import services
 from tests import transforms
 from tests.conftest import Signed, api_key, as_format, fixture_bytes, register
 from tests.test_api import assert_problem, verify_as

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from provenance import db
-from provenance.app import build_services
 from provenance.idempotency import IdempotencyKey, SignedDelta, request_sha256
 from provenance.registry import GenerationRequest, Registry
+from provenance.services import build_services
 from provenance.signing import ManifestSigner
 from tests.conftest import as_format, fixture_bytes
 

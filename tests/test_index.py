@@ -11,27 +11,19 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 import index.search as search_module
 from index import (
-    Candidate,
     FingerprintIndex,
     FingerprintStore,
     ImageFingerprints,
-    LocalFeatures,
     PdqHash,
-    PdqHit,
     Thresholds,
-    block_agreement,
-    dense_confidence,
-    dihedral_variant,
-    extract_local_features,
     fingerprint_image,
-    geometry_confidence,
-    pdq,
-    pdq_confidence,
-    pdq_dihedral,
-    verdict_for,
-    verify_geometry,
 )
-from index.features import DESCRIPTOR_BYTES
+from index.alignment import block_agreement
+from index.calibration import Alignment, Ransac, Retrieval
+from index.features import DESCRIPTOR_BYTES, LocalFeatures, extract_local_features, verify_geometry
+from index.fingerprints import dihedral_variant, pdq, pdq_dihedral
+from index.scoring import dense_confidence, geometry_confidence, pdq_confidence, verdict_for
+from index.search import Candidate, PdqHit
 from tests import transforms
 from tests.conftest import fixture_bytes
 
@@ -82,13 +74,13 @@ def test_local_features_serialise_and_verify_a_rotated_crop() -> None:
     reference = LocalFeatures.from_bytes(extract_local_features(image).to_bytes())
     box = (100, 150, 400, 450)
     query = extract_local_features(image.crop(box).rotate(10, expand=True))
-    match = verify_geometry(query, reference)
+    match = verify_geometry(query, reference, Ransac())
     assert match is not None and match.inliers >= 20
     assert abs(abs(match.rotation_degrees) - 10) < 2
     xs, ys = zip(*match.region, strict=True)
     assert min(xs) < box[0] + 5 and max(xs) > box[2] - 5  # the rotated query's corners enclose the box
-    assert verify_geometry(extract_local_features(photo("hubble")), reference) is None or (
-        verify_geometry(extract_local_features(photo("hubble")), reference).inliers < 10
+    assert verify_geometry(extract_local_features(photo("hubble")), reference, Ransac()) is None or (
+        verify_geometry(extract_local_features(photo("hubble")), reference, Ransac()).inliers < 10
     )
 
 
@@ -110,7 +102,7 @@ def test_a_motif_repeated_on_one_reference_point_does_not_hide_the_true_transfor
         200,
         1.0,
     )
-    match = verify_geometry(query, reference)
+    match = verify_geometry(query, reference, Ransac())
     assert match is not None
     assert 20 <= match.inliers <= 21 and match.scale == pytest.approx(2.0, rel=0.01)
 
@@ -145,8 +137,8 @@ def test_local_search_of_an_empty_index_finds_nothing_with_or_without_windows() 
     query = extract_local_features(photo("rocket"))
     positions = query.points / np.array([query.width, query.height], np.float32)
     index = FingerprintIndex()
-    assert index.search_local(query.descriptors) == []
-    assert index.search_local(query.descriptors, positions=positions) == []
+    assert index.search_local(query.descriptors, Retrieval()) == []
+    assert index.search_local(query.descriptors, Retrieval(), positions=positions) == []
 
 
 def test_local_search_agrees_with_brute_force_and_survives_save_and_load(tmp_path: Path) -> None:
@@ -170,14 +162,14 @@ def test_local_search_agrees_with_brute_force_and_survives_save_and_load(tmp_pat
         ]
     )
     oracle = brute_force_votes(descriptors, codes, ids, 70)
-    found = {c.record_id: c.votes for c in index.search_local(descriptors)}
+    found = {c.record_id: c.votes for c in index.search_local(descriptors, Retrieval())}
     assert max(found, key=found.__getitem__) == max(oracle, key=oracle.__getitem__) == 4
     assert abs(found[4] - oracle[4]) <= 2  # ties among equidistant neighbours may break differently
 
     index.save(tmp_path / "fp.npz")
     loaded = FingerprintIndex.load(tmp_path / "fp.npz")
     assert loaded.last_record_id == 4
-    assert {c.record_id: c.votes for c in loaded.search_local(descriptors)} == found
+    assert {c.record_id: c.votes for c in loaded.search_local(descriptors, Retrieval())} == found
     assert loaded.search_pdq(pdq_dihedral(images[2]), 31) == {2: PdqHit(0, 0)}
 
 
@@ -201,9 +193,9 @@ def test_densest_window_voting_ranks_a_small_picture_above_votes_spread_over_the
     descriptors = np.concatenate([descriptor_sets[1][:30], descriptor_sets[2][:50]])
     positions = np.concatenate([picture, chrome]).astype(np.float32)
 
-    whole_query = index.search_local(descriptors)
+    whole_query = index.search_local(descriptors, Retrieval())
     assert [(c.record_id, c.votes) for c in whole_query] == [(2, 50), (1, 30)]
-    densest_window = index.search_local(descriptors, positions=positions)
+    densest_window = index.search_local(descriptors, Retrieval(), positions=positions)
     assert densest_window[0] == Candidate(1, 30, window=(0.0, 0.0, 0.375, 0.375))
     assert densest_window[1].record_id == 2 and densest_window[1].votes <= 50 * 9 // 32
 
@@ -229,7 +221,7 @@ def test_a_removed_record_leaves_every_index_that_catches_up_and_stays_out_after
     for index in (here, elsewhere, FingerprintIndex.load(tmp_path / "before.npz")):
         index.catch_up(store)
         assert index.search_pdq([query.pdq], 31) == {}
-        assert {c.record_id for c in index.search_local(query.local.descriptors)} == {1}
+        assert {c.record_id for c in index.search_local(query.local.descriptors, Retrieval())} == {1}
         assert index.records == 1
     here.save(tmp_path / "after.npz")
     assert FingerprintIndex.load(tmp_path / "after.npz").last_removal_seq == 1
@@ -275,10 +267,10 @@ def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch
     index = FingerprintIndex.rebuild_from(store)
     assert type(index._local.index).__name__ == "IndexBinaryIVF"
     query = extract_local_features(photo("rocket"))
-    assert index.search_local(query.descriptors[:300])[0].record_id == 20
+    assert index.search_local(query.descriptors[:300], Retrieval())[0].record_id == 20
     store.remove(20)
     index.catch_up(store)
-    assert 20 not in {c.record_id for c in index.search_local(query.descriptors[:300])}
+    assert 20 not in {c.record_id for c in index.search_local(query.descriptors[:300], Retrieval())}
 
 
 def test_missing_saved_index_is_reported(tmp_path: Path) -> None:
@@ -308,10 +300,12 @@ def test_aligned_copy_agrees_with_the_original_and_a_different_picture_does_not(
     copy = transforms.decode(transforms.encode(copy, "JPEG", quality=50))
     # Query pixels -> original pixels is a shift by the crop's corner; then scale to the preview.
     to_original = np.array([[1.0, 0.0, box[0]], [0.0, 1.0, box[1]]])
-    agreement = block_agreement(np.asarray(copy.convert("L")), preview, to_original * to_preview)
+    agreement = block_agreement(np.asarray(copy.convert("L")), preview, to_original * to_preview, Alignment())
     assert agreement is not None and agreement.share > 0.8
     other = photo("coffee").resize(copy.size)
-    unrelated = block_agreement(np.asarray(other.convert("L")), preview, to_original * to_preview)
+    unrelated = block_agreement(
+        np.asarray(other.convert("L")), preview, to_original * to_preview, Alignment()
+    )
     assert unrelated is not None and unrelated.share < 0.3
 
 
@@ -327,14 +321,14 @@ def test_a_slightly_misaligned_copy_is_realigned_but_not_one_off_by_more_than_a_
     copy = transforms.decode(transforms.encode(original.crop(box), "JPEG", quality=50))
     query_to_preview = np.array([[1.0, 0.0, box[0]], [0.0, 1.0, box[1]]]) * to_preview
     query_to_preview[:, 2] += offset
-    agreement = block_agreement(np.asarray(copy.convert("L")), preview, query_to_preview)
+    agreement = block_agreement(np.asarray(copy.convert("L")), preview, query_to_preview, Alignment())
     assert agreement is not None
     assert agreement.share > 0.9 if agrees else agreement.share < 0.3
 
 
 def test_a_flat_overlap_cannot_be_judged() -> None:
     flat = np.full((192, 256), 200, np.uint8)
-    assert block_agreement(flat, flat, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])) is None
+    assert block_agreement(flat, flat, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), Alignment()) is None
 
 
 def test_geometry_needs_agreement_to_be_a_match_unless_its_inliers_are_overwhelming() -> None:

@@ -11,9 +11,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from provenance.app import create_app, services
+from provenance.app import create_app
 from provenance.config import Settings
 from provenance.previews import PreviewLinks, ensure_secret
+from provenance.services import services
 from tests import transforms
 from tests.conftest import Signed, api_key
 from tests.test_api import assert_problem

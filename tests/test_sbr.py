@@ -21,7 +21,8 @@ from openapi_core.testing import MockRequest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from index import Thresholds, pdq, pdq_confidence
+from index import Thresholds, pdq_confidence
+from index.fingerprints import pdq
 from provenance import db
 from provenance.app import create_app
 from provenance.config import Settings

@@ -1,4 +1,4 @@
-"""What the read path's stages find: each method's evidence for a record, and the pictures they compare."""
+"""What the read path's looks find: each method's evidence for a record, and the pictures they compare."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from index import MATCH_CONFIDENCE, Agreement
-
-LOW_DETAIL_PDQ_QUALITY = 50
-LOW_DETAIL_KEYPOINTS = 100
+from index.alignment import Agreement
+from index.scoring import MATCH_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -42,15 +40,13 @@ def judged(method: str, agreement: Agreement | None, confidence: float, **raw: i
 @dataclass(frozen=True)
 class QueryDetail:
     """How much identifying detail the suspect has. Flat or featureless images (PDQ quality
-    below 50 and few keypoints: a plain gradient, a blank page) cannot be matched with
-    precision by anyone; saying so tells a reviewer why "no match" means little there."""
+    below Thresholds.pdq_min_quality and fewer keypoints than Thresholds.low_detail_keypoints:
+    a plain gradient, a blank page) cannot be matched with precision by anyone; ``low_detail``
+    says so, which tells a reviewer why "no match" means little there."""
 
     pdq_quality: int
     keypoints: int
-
-    @property
-    def low_detail(self) -> bool:
-        return self.pdq_quality < LOW_DETAIL_PDQ_QUALITY and self.keypoints < LOW_DETAIL_KEYPOINTS
+    low_detail: bool
 
 
 class Picture:
@@ -71,7 +67,7 @@ class Picture:
 
 @dataclass
 class Evidence:
-    """Evidence gathered for one record while the stages run."""
+    """Evidence gathered for one record while the looks run."""
 
     methods: list[MethodEvidence] = field(default_factory=list)
     inliers: int = 0  # of the best geometric match so far

@@ -1,0 +1,208 @@
+"""Every tuned number of the read path, in one frozen Calibration, each with the reason for its value.
+
+The numbers were calibrated together on scripts/bench_robustness.py (10,000 records, 18,400
+queries): the decision thresholds were measured on agreements computed with these alignment
+constants, on candidates retrieved and looked at with these retrieval and look settings. So
+changing one group changes what the others mean; recalibrate on the benchmark (its --rescore
+re-judges a saved run under other thresholds) rather than editing one number. Nothing reads a
+module constant for these: a Calibration is passed in (``Matcher``, ``verify_geometry``,
+``block_agreement``), so a benchmark or a test tries other values with ``dataclasses.replace``.
+
+What is fixed at registration (the feature extractor's side and keypoint budget, the descriptors
+indexed per record) is not here: changing it changes what the store holds, which is a new
+fingerprint kind, not a recalibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Decision thresholds, calibrated for zero false matches on the benchmark's distractors."""
+
+    # Meta's guidance for PDQ: a Hamming distance of at most 31 bits is a match.
+    pdq_match: int = 31
+    # Hits up to 45 bits are worth judging: a heavy re-encode or a thumbnail of a drawing.
+    pdq_possible: int = 45
+    # Meta's guidance: hashes of quality below 50 (flat, featureless images) are unreliable.
+    pdq_min_quality: int = 50
+    # A geometric match of 20 inliers is a match once its overlap agrees (see below).
+    inliers_match: int = 20
+    # Fewer than 10 inliers are chance alignments of unrelated images.
+    inliers_possible: int = 10
+    # A geometric match counts as a match only if the aligned images agree (index.alignment):
+    # a share of 0.9 at inliers_match, falling linearly to 0.6 at 40 more inliers. Coincidences
+    # of shapes and glyphs bring 20-40 inliers (an empty circle against part of a bowling ball:
+    # 24 inliers, share 0.83); overlays lower a copy's share but not its inliers. Below
+    # inliers_match (a small crop, a thumbnail) only a near-identical overlap will do, in the
+    # same hues where it has colour (dense_hue_agreement: flags share designs, not colours).
+    agreement_at_fewest_inliers: float = 0.9
+    agreement_at_many_inliers: float = 0.6
+    agreement_span_inliers: int = 40
+    agreement_below_match: float = 0.95
+    # So many inliers need no dense confirmation (benchmark: wrong records reach 123, a mirrored
+    # Wesnoth sprite against its neighbour in the same set).
+    inliers_alone: int = 300
+    # Where the overlap is too calm for the dense check to judge (a misty wallpaper's crop), a
+    # coincidence has little to align: shapes and glyphs that line up by chance are structure,
+    # which the check would judge. So many inliers there are a copy's (benchmark: wrong records
+    # on unjudgeable overlaps reach at most 34 inliers).
+    inliers_unjudged: int = 60
+    # Nor is every unconfirmed geometric match worth a person's review: with fewer than
+    # inliers_reviewed_anyway inliers, an overlap that mostly disagrees is shapes lining up by
+    # chance (a meme caption's letters on a stored word: 22-61 inliers, shares 0.11-0.5), and
+    # below agreement_to_review it is no match. Benchmark run of 2026-12-01: 1,808 of the 2,354
+    # never-registered queries that were possible matches fell below, and none of the copies
+    # left as possible matches of their own record (an overlay hides part of a copy, not its
+    # 100 and more inliers).
+    agreement_to_review: float = 0.3
+    inliers_reviewed_anyway: int = 40
+    # A PDQ hit between possible and match (a thumbnail of a drawing, a heavy re-encode) is a
+    # match when the whole suspect, scaled onto the original, agrees this much (benchmark: wrong
+    # records within pdq_possible reach at most 0.74).
+    pdq_agreement: float = 0.9
+    # PDQ sees only where an image is dark and where it is light, so two simple layouts can
+    # share a hash (a flag's coloured bands against a dark screen's frame: 18-26 bits apart).
+    # A hit within pdq_match whose whole aligned image disagrees below this share stays a
+    # possible match.
+    pdq_match_agreement: float = 0.5
+    # A crop placed without keypoints (index.alignment.locate_within, compared edge-tolerantly)
+    # is a match when so much of it, with at least dense_min_blocks structured blocks, agrees
+    # (more below dense_many_blocks), and so many of its coloured blocks are coloured alike in
+    # both (hue cannot tell only where neither has colour). The best placement of a wrong record
+    # is the best of thousands (benchmark probe, 19,485 wrong candidates of crops and
+    # never-registered images, where hue did not tell: 0.88 with 32-47 blocks, 0.86 with 48-63,
+    # 0.66 with 64 or more; in full runs flags in other colours reached 0.96-0.99: stripes on
+    # stripes, a black-and-white cross on a Nordic one, bands on bands).
+    dense_agreement: float = 0.9
+    dense_agreement_few: float = 0.95
+    dense_min_blocks: int = 32
+    dense_many_blocks: int = 64
+    dense_hue_agreement: float = 0.8
+    # A suspect with PDQ quality below pdq_min_quality and fewer keypoints than this is too flat
+    # for any method to match with precision (a plain gradient, a blank page): the answer says so.
+    low_detail_keypoints: int = 100
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """How candidates are voted for in the descriptor index and how many are verified."""
+
+    # Query descriptors that vote (a spatially balanced prefix of them); search time grows with it.
+    query_descriptors: int = 500
+    # Each query descriptor votes for the records of its 4 nearest indexed descriptors...
+    neighbours: int = 4
+    # ...that lie within 70 of 256 bits (unrelated binary descriptors sit near 128 apart).
+    max_distance: int = 70
+    # A record needs 3 votes to be verified: one or two are descriptors that match anything.
+    min_votes: int = 3
+    # Verify the 4 most voted first...
+    candidates_to_verify: int = 4
+    # ...and down to the 8th only when none of them matched: a crop or a small screenshot shares
+    # only part of the original's indexed descriptors and can rank below generic texture.
+    max_candidates_to_verify: int = 8
+    # The large look verifies a candidate first in and around the densest window of its votes
+    # (margin: a fraction of the query's side) and the whole query only from this many inliers
+    # there: chance alignments of a wrong record mostly stop at RANSAC's minimum of 4 or 5, and a
+    # threshold of 10 lost a screenshot whose picture spread beyond the window (11 inliers in all).
+    window_margin: float = 1 / 8
+    window_inliers_for_whole: int = 6
+
+
+@dataclass(frozen=True)
+class Looks:
+    """The settings of the looks after the first (index.matching lists the looks themselves)."""
+
+    # The small looks, for crops: a crop shows part of the original enlarged, so at the
+    # processing side its details are finer than the original's, beyond ORB's pyramid. Seen
+    # smaller they meet the original's scale: a crop keeping half the area near 450 px, one
+    # keeping a quarter at 320. (Benchmark, crops of 300 registered images: adding the 320 px
+    # look and judging each look's alignment raised 25 % crops from 88.7 to 90.1 % and 50 %
+    # crops from 96.0 to 96.2 %.)
+    small_side: int = 400
+    smaller_side: int = 320
+    small_query_descriptors: int = 300
+    # The large look: page chrome around a screenshotted picture wins the strongest corners, so
+    # the picture's own keypoints only show up in a larger budget, at twice the processing side.
+    large_keypoints: int = 3000
+    large_query_descriptors: int = 600
+    # The dense look: the first candidates of the main and the small looks (benchmark: 58 of 71
+    # flat-drawing crops missed by keypoints had their record in the top four of the main and
+    # the first small look), for crops that keep at least a tenth of the original.
+    dense_candidates: int = 3
+    dense_min_coverage: float = 0.1
+    # A placement found at half the preview's resolution is a pixel or two off; refining it can
+    # only rescue one that already agrees this much (benchmark probe: copies that end up passing
+    # start at 0.43 or more; 3,488 of 3,538 wrong candidates below 0.5 skip the ~3 ms refinement).
+    dense_refine_from: float = 0.3
+    # The agreement thresholds were calibrated on previews of this long side: every judgement is
+    # made there first. A larger stored preview is judged again, finely, where that first
+    # judgement fails and the suspect resolves it (index.matching.Preview).
+    judged_side: int = 256
+    # A placement that the coarse preview could judge is judged finely only from this share
+    # (benchmark: each crop that the fine judgement made a match had 0.55 or more, or too few
+    # structured blocks to judge; three in four wrong candidates of never-registered queries are
+    # below 0.3, one in twenty above 0.5, and each fine judgement costs ~9 ms).
+    dense_fine_from: float = 0.5
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """What "the aligned images agree" means (index.alignment); the agreement thresholds above
+    were measured with these, so changing one means recalibrating them."""
+
+    block: int = 8  # preview pixels per block side (a 256 px preview has 32 blocks across)
+    smoothing_sigma: float = 1.5  # preview pixels; resampling, JPEG and noise differ per pixel
+    structure_std: float = 6.0  # grey-level standard deviation that makes a block structured
+    # In an edge-tolerant comparison a structured block agrees where the other image's block
+    # correlates with it and is merely not flat, short of structure_std: a thin edge near a
+    # block's border puts most of its contrast in one block or the next as the map moves by a
+    # pixel (exact crops of flat drawings: disagreeing blocks at 3 against 9 grey levels,
+    # correlated 0.99).
+    not_flat_std: float = 2.0
+    agreeing_correlation: float = 0.5  # blocks correlating above this agree
+    min_judged_blocks: int = 16  # fewer cannot tell a copy from a coincidence (a tiny overlap)
+    # ECC refinement (Evangelidis & Psarakis 2008): converges within 30 iterations on a copy
+    # misplaced by a pixel or two; more only wander on wrong records.
+    ecc_iterations: int = 30
+    ecc_epsilon: float = 1e-3
+    ecc_smoothing: int = 3
+    # A copy's map needs at most a block of refinement (median 1.7 preview pixels, 90 % under
+    # 4.5), while on a wrong record ECC wanders off to align other content (median 75 pixels).
+    max_refinement_blocks: float = 1.0
+    chromatic: float = 10.0  # CIELAB chroma of a block that has a colour (a grey block has ~0)
+    same_hue_degrees: float = 30.0  # hues this close are alike under saturation and gamma edits
+    min_chromatic_blocks: int = 8  # fewer coloured blocks cannot tell colours apart
+    # Between template sizes in locate_within; ECC absorbs what lies between.
+    locate_scale_step: float = 1.08
+    min_template_side: int = 12  # half-preview pixels: smaller templates correlate with anything
+
+
+@dataclass(frozen=True)
+class Ransac:
+    """Geometric verification of a candidate (index.features.verify_geometry)."""
+
+    ratio: float = 0.8  # Lowe's ratio test (Lowe 2004)
+    reprojection_pixels: float = 4.0  # inlier tolerance, in processing pixels of the reference
+    # RANSAC's iterations (OpenCV's default) and confidence (above its default 0.99): the
+    # thresholds above were calibrated with these inlier counts.
+    iterations: int = 2000
+    confidence: float = 0.995
+    # In processing pixels a real copy shows the original between a 5x magnified crop and a
+    # 10x reduced thumbnail inside a screenshot; chance alignments of unrelated images mostly
+    # collapse the query onto a sliver of the reference (scale 0.02-0.2, measured).
+    min_scale: float = 0.2
+    max_scale: float = 10.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Every tuned number of the read path (see the module docstring); pass one in, never patch."""
+
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    retrieval: Retrieval = field(default_factory=Retrieval)
+    looks: Looks = field(default_factory=Looks)
+    alignment: Alignment = field(default_factory=Alignment)
+    ransac: Ransac = field(default_factory=Ransac)

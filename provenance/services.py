@@ -1,0 +1,155 @@
+"""What a process loads once (Services) and how a request reaches it and its database connection."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app, g
+
+from index import Calibration, FingerprintIndex, FingerprintStore, IndexNotReady
+from provenance import db
+from provenance.config import Settings
+from provenance.errors import SigningUnavailable
+from provenance.manifest import ManifestReader
+from provenance.metrics import Metrics
+from provenance.previews import PreviewLinks, ensure_secret
+from provenance.ratelimit import RateLimiter
+from provenance.registry import Registry
+from provenance.signers import REFRESH_SECONDS, Signer, SignerCache, SignerStore
+from provenance.signing import ManifestSigner
+from provenance.verify import Verifier
+
+logger = logging.getLogger(__name__)
+
+
+def index_file(settings: Settings) -> Path:
+    return settings.index_directory / "fingerprints.npz"
+
+
+def load_index(settings: Settings, connection: sqlite3.Connection) -> FingerprintIndex:
+    """The saved index caught up with the store, or one rebuilt from the store."""
+    try:
+        index = FingerprintIndex.load(index_file(settings))
+    except IndexNotReady as exc:
+        logger.info("rebuilding the index from the store: %s", exc)
+        index = FingerprintIndex()
+    index.catch_up(FingerprintStore(connection))
+    return index
+
+
+@dataclass
+class Services:
+    """Everything a worker process loads once. c2pa objects are created here, after fork."""
+
+    settings: Settings
+    index: FingerprintIndex
+    verifier: Verifier
+    signer_error: str | None
+    registry: Registry | None
+    limiter: RateLimiter
+    # Held while a request decodes, signs or searches; waiting on a client never holds it.
+    compute: threading.BoundedSemaphore
+    metrics: Metrics
+    preview_links: PreviewLinks | None = None  # None: the secret is unusable; previews need a read key
+
+    def require_registry(self) -> Registry:
+        if self.registry is None:
+            raise SigningUnavailable(self.signer_error or "signing is not configured")
+        return self.registry
+
+
+def _trust_anchors(settings: Settings) -> str:
+    try:
+        return settings.trust_anchors.read_text()
+    except OSError:
+        logger.warning("no trust anchors at %s: no manifest will verify as Trusted", settings.trust_anchors)
+        return ""
+
+
+def preview_links(settings: Settings) -> PreviewLinks | None:
+    """This server's preview links; None where its secret is unusable."""
+    # Data directories from before preview links have keys but no secret: it is created here, at
+    # start, and a secret that cannot be read or made costs the links, not the service.
+    try:
+        return PreviewLinks(ensure_secret(settings.preview_key), settings.preview_link_seconds)
+    except (OSError, ValueError) as exc:
+        logger.error("no preview links (previews only with a 'read' key): %s", exc)
+        return None
+
+
+def signer_lookup(settings: Settings, max_age: float = REFRESH_SECONDS) -> Callable[[str], Signer | None]:
+    """Finds our certificates in the store's signers record, kept ``max_age`` seconds per process."""
+
+    def load() -> list[Signer]:
+        with contextlib.closing(db.connect(settings.database)) as connection:
+            return SignerStore(connection).all()
+
+    return SignerCache(load, max_age).find
+
+
+def build_registry(
+    settings: Settings,
+    connection: sqlite3.Connection,
+    after_commit: Callable[[sqlite3.Connection], None] | None = None,
+) -> Registry:
+    """The write path, its signer on record before its first signature.
+
+    Raises:
+        SigningUnavailable: no usable signing key or certificate.
+    """
+    registry = Registry(settings, ManifestSigner(settings), after_commit=after_commit)
+    registry.signer_on_record(connection)
+    return registry
+
+
+def build_verifier(
+    settings: Settings, index: FingerprintIndex, calibration: Calibration | None = None
+) -> Verifier:
+    """The read path over ``index``, trusting our anchors and our signers on record."""
+    reader = ManifestReader(_trust_anchors(settings), signer_lookup(settings))
+    return Verifier(settings, index, reader, calibration)
+
+
+def build_services(settings: Settings, calibration: Calibration | None = None) -> Services:
+    def index_new_records(connection: sqlite3.Connection) -> None:
+        index.catch_up(FingerprintStore(connection))
+
+    registry: Registry | None = None
+    signer_error = None
+    with contextlib.closing(db.open_database(settings.database)) as connection:
+        index = load_index(settings, connection)
+        try:
+            registry = build_registry(settings, connection, after_commit=index_new_records)
+        except SigningUnavailable as exc:
+            registry, signer_error = None, exc.detail
+            logger.warning("signing disabled: %s", exc.detail)
+    return Services(
+        settings,
+        index,
+        build_verifier(settings, index, calibration),
+        signer_error,
+        registry,
+        RateLimiter(settings.rate_limits),
+        threading.BoundedSemaphore(max(1, settings.compute_slots)),
+        Metrics(settings.metrics_dir),
+        preview_links=preview_links(settings),
+    )
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["provenance"]
+    return found
+
+
+def request_db() -> sqlite3.Connection:
+    """This request's connection, opened on first use and closed at teardown."""
+    if "db" not in g:
+        g.db = db.connect(services().settings.database)
+    connection: sqlite3.Connection = g.db
+    return connection
