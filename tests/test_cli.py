@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from provenance import db
+from provenance.app import create_app
 from provenance.cli import main
 from provenance.config import Settings
 from tests import transforms
@@ -67,6 +68,22 @@ def test_sign_json_then_verify_json(runner: CliRunner, settings: Settings, tmp_p
     assert [r["verdict"] for r in results] == ["authentic", "matched", "no_match"]
     assert results[1]["matches"][0]["generation_id"] == lines[1]["generation_id"]
     assert results[2]["file"] == str(unrelated)
+
+
+def test_verify_json_carries_a_preview_link_that_a_server_on_the_same_data_opens(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    """The CLI renders without a Flask app; its link is the one the API's route answers."""
+    out = ["--out", str(tmp_path)]
+    signed = run(runner, settings, "sign", "--model", "m", *out, "--json", str(FIXTURES / "coffee.jpg"))
+    output = json.loads(signed.output)["output"]
+    verified = json.loads(run(runner, settings, "verify", "--json", output).output)
+    link = verified["matches"][0]["record"]["thumbnail_url"]
+    assert link.startswith(f"/v1/generations/{verified['matches'][0]['generation_id']}/thumbnail?")
+    client = create_app(settings).test_client()
+    opened = client.get(link)
+    assert opened.status_code == 200 and opened.mimetype == "image/jpeg"
+    assert client.get(link.replace("sig=", "sig=x")).status_code == 403
 
 
 def test_verify_reports_a_manifest_c2pa_cannot_load_as_invalid(
