@@ -8,64 +8,21 @@ drawings), and at twice the side (screenshots). Adding a look is adding one entr
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image
 
-from index.alignment import Agreement, block_agreement, hue_agreement, locate_within, placed_finer
 from index.calibration import Calibration
 from index.evidence import Evidence, Picture, QueryDetail, judged, matched
-from index.features import (
-    PROCESSING_SIDE,
-    GeometricMatch,
-    LocalFeatures,
-    extract_local_features,
-    mapped_region,
-    verify_geometry,
-)
-from index.fingerprints import PdqHash, dihedral_variant, pdq_dihedral
-from index.preview import Preview, Previews, PreviewSource, fitting
-from index.scoring import (
-    MATCH_CONFIDENCE,
-    dense_confidence,
-    geometry_confidence,
-    pdq_agreement_needed,
-    pdq_confidence,
-    required_agreement,
-)
-from index.search import FingerprintIndex, PdqHit
+from index.features import PROCESSING_SIDE, LocalFeatures, extract_local_features
+from index.fingerprints import dihedral_variant
+from index.judging import dense_placement, verify_candidates, vote_and_verify, whole_image_agreement
+from index.preview import Previews, PreviewSource
+from index.query import Found, Query
+from index.scoring import MATCH_CONFIDENCE, pdq_agreement_needed, pdq_confidence
+from index.search import FingerprintIndex
 from index.store import FingerprintStore
-
-Found = dict[int, Evidence]  # the evidence so far, by record id, in the order records were found
-
-
-class Query:
-    """One suspect under search: its picture, what the looks computed of it (each at most once),
-    and what they search with."""
-
-    def __init__(
-        self,
-        suspect: Picture,
-        index: FingerprintIndex,
-        store: FingerprintStore,
-        previews: Previews,
-        calibration: Calibration,
-        lap: Callable[[str], None],
-    ) -> None:
-        self.suspect = suspect
-        self.index, self.store, self.previews = index, store, previews
-        self.calibration = calibration
-        self.lap = lap  # called with each step's name as it ends (the answer's timings)
-        self.pdq_hits: dict[int, PdqHit] = {}
-        self.features: LocalFeatures | None = None  # at the processing side, once extracted
-        self.voted: dict[str, list[int]] = {}  # per keypoint look, the records voted for, best first
-
-    @functools.cached_property
-    def hashes(self) -> list[PdqHash]:
-        return pdq_dihedral(self.suspect.image)
 
 
 @dataclass(frozen=True)
@@ -138,7 +95,7 @@ def pdq_look(query: Query, evidence: Found) -> None:
             # image agree? That keeps two simple layouts alike to PDQ apart, and makes a
             # whole copy that PDQ sees a little too far off (a thumbnail of a drawing) a match.
             needed = pdq_agreement_needed(hit.distance, thresholds)
-            agreement = _whole_image_agreement(query, record_id, hit.variant, needed)
+            agreement = whole_image_agreement(query, record_id, hit.variant, needed)
         share = None if agreement is None else agreement.share
         confidence = pdq_confidence(hit.distance, quality, thresholds, share)
         evidence.setdefault(record_id, Evidence()).keep(
@@ -152,7 +109,7 @@ def local_look(query: Query, evidence: Found) -> None:
     query.features = extract_local_features(query.suspect.image)
     query.lap("local_extract")
     retrieval = query.calibration.retrieval
-    _keypoint_look(query, evidence, "", query.features, retrieval.query_descriptors)
+    vote_and_verify(query, evidence, "", query.features, retrieval.query_descriptors)
 
 
 def upright_look(query: Query, evidence: Found) -> None:
@@ -166,7 +123,7 @@ def upright_look(query: Query, evidence: Found) -> None:
                 upright = Picture(dihedral_variant(query.suspect.image, hit.variant))
                 turned_back[hit.variant] = (upright, extract_local_features(upright.image))
             upright, features = turned_back[hit.variant]
-            _verify_candidates(query, upright, features, [record_id], evidence)
+            verify_candidates(query, upright, features, [record_id], evidence)
             query.lap("local_upright")
 
 
@@ -177,7 +134,7 @@ def _small_look(name: str, side: Callable[[Calibration], int]) -> Callable[[Quer
         looks = query.calibration.looks
         features = extract_local_features(query.suspect.image, side=side(query.calibration))
         query.lap("local_extract_" + name)
-        _keypoint_look(query, evidence, name, features, looks.small_query_descriptors)
+        vote_and_verify(query, evidence, name, features, looks.small_query_descriptors)
 
     return look
 
@@ -190,7 +147,7 @@ def dense_look(query: Query, evidence: Found) -> None:
     placement that the blocks confirm)."""
     looks = query.calibration.looks
     voted = [r for ranked in query.voted.values() for r in ranked[: looks.dense_candidates]]
-    _dense_placement(query, list(dict.fromkeys(voted)), evidence)
+    dense_placement(query, list(dict.fromkeys(voted)), evidence)
     query.lap("dense")
 
 
@@ -203,7 +160,7 @@ def large_look(query: Query, evidence: Found) -> None:
         query.suspect.image, side=2 * PROCESSING_SIDE, max_keypoints=looks.large_keypoints
     )
     query.lap("local_extract_large")
-    _keypoint_look(query, evidence, "large", features, looks.large_query_descriptors, densest_window=True)
+    vote_and_verify(query, evidence, "large", features, looks.large_query_descriptors, densest_window=True)
 
 
 # The order is the cost order: a found copy stops before the dearer looks. (A mirrored look would
@@ -218,254 +175,3 @@ LOOKS: tuple[Look, ...] = (
     Look("dense", dense_look, while_unmatched=True),
     Look("large", large_look, while_unmatched=True),
 )
-
-
-# ---- what the looks share --------------------------------------------------------------------
-
-
-def _keypoint_look(
-    query: Query,
-    evidence: Found,
-    name: str,
-    features: LocalFeatures,
-    descriptors: int,
-    densest_window: bool = False,
-) -> None:
-    """Vote for candidates with the first ``descriptors`` of ``features`` and verify the best;
-    records the voted record ids, best first, under ``name`` in ``query.voted``."""
-    retrieval = query.calibration.retrieval
-    suffix = f"_{name}" if name else ""
-    positions = None
-    if densest_window:
-        positions = features.points[:descriptors] / np.array([features.width, features.height], np.float32)
-    candidates = query.index.search_local(
-        features.descriptors[:descriptors],
-        retrieval,
-        positions=positions,
-        limit=retrieval.max_candidates_to_verify,
-    )
-    ranked = [c.record_id for c in candidates if c.votes >= retrieval.min_votes]
-    windows = {c.record_id: c.window for c in candidates if c.window is not None}
-    first = ranked[: retrieval.candidates_to_verify] + [
-        r for r in evidence if r not in ranked
-    ]  # PDQ hits get a region too
-    query.lap("local_search" + suffix)
-    _verify_candidates(query, query.suspect, features, first, evidence, windows)
-    if not matched(evidence):
-        # A crop or a small screenshot shares only part of the original's indexed descriptors
-        # and can rank below records with generic texture: look further down before giving up.
-        later = ranked[retrieval.candidates_to_verify :]
-        _verify_candidates(query, query.suspect, features, later, evidence, windows)
-    query.lap("local_verify" + suffix)
-    query.voted[name or "main"] = ranked
-
-
-def _verify_candidates(
-    query: Query,
-    suspect: Picture,
-    features: LocalFeatures,
-    record_ids: list[int],
-    evidence: Found,
-    windows: dict[int, tuple[float, float, float, float]] | None = None,
-) -> None:
-    thresholds = query.calibration.thresholds
-    for record_id in record_ids:
-        reference = query.store.local_features(record_id)
-        if reference is None:
-            continue
-        window = windows.get(record_id) if windows else None
-        geometry = _geometry(query.calibration, features, reference, window)
-        if geometry is None:
-            continue
-        # The region is in reference coordinates, and a rescaled query covers the same
-        # rectangle, so the larger look needs no correction.
-        found = evidence.setdefault(record_id, Evidence())
-        kept = found.confidence_of("local_features")
-        # Another look's alignment with fewer inliers may fit better where the first was
-        # off (a crop seen at the scale of the original's keypoints): judge it too while
-        # the record is not a match yet.
-        if geometry.inliers > found.inliers or (
-            kept < MATCH_CONFIDENCE and geometry.inliers >= thresholds.inliers_possible
-        ):
-            agreement, confidence = _judge_geometry(query, suspect, record_id, geometry)
-            if confidence > kept or (confidence == kept and geometry.inliers > found.inliers):
-                found.inliers = geometry.inliers
-                found.region, found.coverage = geometry.region, geometry.coverage
-                found.keep(judged("local_features", agreement, confidence, score=geometry.inliers))
-
-
-def _geometry(
-    calibration: Calibration,
-    features: LocalFeatures,
-    reference: LocalFeatures,
-    window: tuple[float, float, float, float] | None,
-) -> GeometricMatch | None:
-    """Verify a candidate, first where its votes cluster when the search says where that is.
-
-    The large look's 3,000 query descriptors cost ~14 ms per candidate, and a query that
-    matches nothing verifies eight there. A copy lies where its record's votes cluster, so
-    the query's keypoints in and around that window are checked first; the whole query is
-    matched only when they begin a transform (the picture may reach beyond the window),
-    which most wrong candidates never do. Benchmark, same hour: large-look verification
-    median 48 -> 33 ms on never-registered queries, no screenshot lost.
-    """
-    ransac = calibration.ransac
-    if window is None:
-        return verify_geometry(features, reference, ransac)
-    margin = calibration.retrieval.window_margin
-    left, top, right, bottom = window
-    near = features.within(left - margin, top - margin, right + margin, bottom + margin)
-    geometry = verify_geometry(near, reference, ransac)
-    if geometry is None or geometry.inliers < calibration.retrieval.window_inliers_for_whole:
-        return geometry
-    whole = verify_geometry(features, reference, ransac)
-    return whole if whole is not None and whole.inliers > geometry.inliers else geometry
-
-
-def _judge_geometry(
-    query: Query, suspect: Picture, record_id: int, geometry: GeometricMatch
-) -> tuple[Agreement | None, float]:
-    """A geometric match's confidence and the dense agreement it was judged on (None: not
-    judged, only where it can decide a match): on the coarse preview, and on the fine one
-    where that did not confirm the match."""
-    thresholds = query.calibration.thresholds
-    unjudged = None, geometry_confidence(geometry.inliers, None, thresholds)
-    if not thresholds.inliers_possible <= geometry.inliers < thresholds.inliers_alone:
-        return unjudged
-    preview = query.previews.get(record_id)
-    if preview is None:
-        return unjudged
-    # Refining the alignment costs ~4 ms; it can only matter below the share the rule asks.
-    enough = required_agreement(geometry.inliers, thresholds)
-    agreement = _preview_agreement(query, suspect, preview, preview.coarse, geometry.transform, enough)
-    confidence = _geometry_confidence(query, suspect, preview.coarse, geometry, agreement)
-    fine = preview.fine_for(geometry.transform * (preview.stored_width / preview.width))
-    if confidence >= MATCH_CONFIDENCE or fine is None:
-        return agreement, confidence
-    fine_agreement = _preview_agreement(query, suspect, preview, fine, geometry.transform, enough)
-    fine_confidence = _geometry_confidence(query, suspect, fine, geometry, fine_agreement)
-    return (fine_agreement, fine_confidence) if fine_confidence > confidence else (agreement, confidence)
-
-
-def _geometry_confidence(
-    query: Query, suspect: Picture, judged_on: Picture, geometry: GeometricMatch, agreement: Agreement | None
-) -> float:
-    """A geometric match's confidence; one of few inliers must keep the original's hues too
-    (asked only where the rest confirms it)."""
-    thresholds = query.calibration.thresholds
-    share = None if agreement is None else agreement.share
-    confidence = geometry_confidence(geometry.inliers, share, thresholds)
-    if (
-        agreement is not None
-        and confidence >= MATCH_CONFIDENCE
-        and geometry.inliers < thresholds.inliers_match
-    ):
-        hue = _hue(query, suspect, judged_on, agreement)
-        confidence = geometry_confidence(geometry.inliers, share, thresholds, hue)
-    return confidence
-
-
-def _dense_placement(query: Query, record_ids: list[int], evidence: Found) -> None:
-    """The dense look for ``record_ids``, in order, until one placement is a match."""
-    looks, thresholds = query.calibration.looks, query.calibration.thresholds
-    alignment = query.calibration.alignment
-    suspect = query.suspect
-    # Previews are small: shrink the suspect to their size once, not for every record.
-    small = Picture(
-        suspect.image.resize(fitting(suspect.image.size, looks.judged_side), Image.Resampling.BILINEAR)
-    )
-    shrink = (small.image.width / suspect.image.width, small.image.height / suspect.image.height)
-    to_small = np.diag([*shrink, 1.0])
-    for record_id in record_ids:
-        preview = query.previews.get(record_id)
-        if preview is None:
-            continue
-        placed = locate_within(
-            small.gray, preview.coarse.gray, alignment, min_coverage=looks.dense_min_coverage
-        )
-        if placed is None:
-            continue
-        agreement = _dense_agreement(query, small, preview.coarse, placed)
-        judged_on, placed_query = preview.coarse, small
-        if not _dense_confirms(query, agreement) and (
-            agreement is None or agreement.share >= looks.dense_fine_from
-        ):
-            # Too few blocks to judge, or near a copy's share: judge the placement again on
-            # the full-size suspect and preview, made precise at that resolution (a pixel
-            # off at the coarse preview's half resolution is four there).
-            to_fine = (placed @ to_small) * (preview.stored_width / preview.coarse.image.width)
-            fine = preview.fine_for(to_fine)
-            if fine is not None:
-                to_fine = placed_finer(suspect.gray, fine.gray, to_fine, alignment)
-                agreement = _dense_agreement(query, suspect, fine, to_fine)
-                judged_on, placed_query = fine, suspect
-        if agreement is None or not _dense_confirms(query, agreement):
-            continue
-        hue = _hue(query, placed_query, judged_on, agreement)
-        confidence = dense_confidence(agreement.share, agreement.blocks, hue, thresholds)
-        if confidence <= 0:
-            continue
-        found = evidence.setdefault(record_id, Evidence())
-        to_original = agreement.transform * (preview.width / judged_on.image.width)
-        found.region, found.coverage = mapped_region(
-            to_original, placed_query.image.size, (preview.width, preview.height)
-        )
-        found.keep(judged("dense_alignment", agreement, confidence))
-        return
-
-
-def _dense_agreement(
-    query: Query, placed: Picture, preview: Picture, to_preview: np.ndarray
-) -> Agreement | None:
-    """Block agreement of a placement found without keypoints (edge-tolerant, see
-    index.alignment), refined where it comes near a copy's."""
-    return block_agreement(
-        placed.gray,
-        preview.gray,
-        to_preview,
-        query.calibration.alignment,
-        enough=query.calibration.thresholds.dense_agreement_few,
-        refine_from=query.calibration.looks.dense_refine_from,
-        edge_tolerant=True,
-    )
-
-
-def _dense_confirms(query: Query, agreement: Agreement | None) -> bool:
-    """Whether a placement's blocks make it a match, before its hues are asked."""
-    thresholds = query.calibration.thresholds
-    return agreement is not None and dense_confidence(agreement.share, agreement.blocks, None, thresholds) > 0
-
-
-def _whole_image_agreement(query: Query, record_id: int, variant: int, enough: float) -> Agreement | None:
-    """Dense agreement of the whole suspect, turned as PDQ's winning hash saw it, with the
-    record's preview."""
-    preview = query.previews.get(record_id)
-    if preview is None:
-        return None
-    suspect = query.suspect
-    upright = suspect if variant == 0 else Picture(dihedral_variant(suspect.image, variant))
-    to_original = np.array(
-        [[preview.width / upright.image.width, 0, 0], [0, preview.height / upright.image.height, 0]]
-    )
-    return _preview_agreement(query, upright, preview, preview.coarse, to_original, enough)
-
-
-def _preview_agreement(
-    query: Query,
-    suspect: Picture,
-    preview: Preview,
-    judged_on: Picture,
-    to_original: np.ndarray,
-    enough: float,
-) -> Agreement | None:
-    """How the overlap agrees once the suspect is mapped by ``to_original`` (2x3, suspect pixels
-    to the original's) onto ``judged_on``, the record's preview coarse or fine; None: cannot judge."""
-    to_preview = to_original * (judged_on.image.width / preview.width)
-    return block_agreement(
-        suspect.gray, judged_on.gray, to_preview, query.calibration.alignment, enough=enough
-    )
-
-
-def _hue(query: Query, suspect: Picture, preview: Picture, agreement: Agreement) -> float | None:
-    """How the suspect's colours agree with a record's preview under the agreement's map."""
-    return hue_agreement(suspect.rgb, preview.rgb, agreement.transform, query.calibration.alignment)

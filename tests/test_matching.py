@@ -19,7 +19,8 @@ from index import (
     fingerprint_image,
 )
 from index.evidence import matched
-from index.matching import LOOKS, Look, Query
+from index.matching import LOOKS, Look
+from index.query import Query
 from tests import transforms
 from tests.conftest import fixture_bytes
 

@@ -1,0 +1,43 @@
+"""One suspect under search, as every look sees it: its picture, what the looks computed of it, and
+what they search with; and the evidence so far that the looks add to."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from index.calibration import Calibration
+from index.evidence import Evidence, Picture
+from index.features import LocalFeatures
+from index.fingerprints import PdqHash, pdq_dihedral
+from index.preview import Previews
+from index.search import FingerprintIndex, PdqHit
+from index.store import FingerprintStore
+
+Found = dict[int, Evidence]  # the evidence so far, by record id, in the order records were found
+
+
+class Query:
+    """One suspect under search: its picture, what the looks computed of it (each at most once),
+    and what they search with."""
+
+    def __init__(
+        self,
+        suspect: Picture,
+        index: FingerprintIndex,
+        store: FingerprintStore,
+        previews: Previews,
+        calibration: Calibration,
+        lap: Callable[[str], None],
+    ) -> None:
+        self.suspect = suspect
+        self.index, self.store, self.previews = index, store, previews
+        self.calibration = calibration
+        self.lap = lap  # called with each step's name as it ends (the answer's timings)
+        self.pdq_hits: dict[int, PdqHit] = {}
+        self.features: LocalFeatures | None = None  # at the processing side, once extracted
+        self.voted: dict[str, list[int]] = {}  # per keypoint look, the records voted for, best first
+
+    @functools.cached_property
+    def hashes(self) -> list[PdqHash]:
+        return pdq_dihedral(self.suspect.image)
