@@ -8,9 +8,9 @@ caller commits the record and its fingerprints together.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -42,6 +42,15 @@ def decode_pdq(data: bytes) -> PdqHash:
     return PdqHash(bytes(data[:PDQ_BYTES]), data[PDQ_BYTES])
 
 
+class Connection(Protocol):
+    """What the store needs of a database connection: a sqlite3 connection, or any adapter that
+    takes SQLite's SQL (``?`` placeholders) and returns rows as tuples."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
 @dataclass(frozen=True)
 class IndexRows:
     """The slice of a record's fingerprints that the in-memory indexes hold."""
@@ -52,7 +61,7 @@ class IndexRows:
 
 
 class FingerprintStore:
-    """Reads and writes fingerprint rows on a caller-owned sqlite3 connection."""
+    """Reads and writes fingerprint rows on a caller-owned connection."""
 
     SCHEMA = """
     CREATE TABLE fingerprints (
@@ -63,7 +72,7 @@ class FingerprintStore:
     ) WITHOUT ROWID
     """
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._db = connection
 
     def add(self, record_id: int, fingerprints: ImageFingerprints) -> None:

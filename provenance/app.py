@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from index import FingerprintIndex, FingerprintStore, IndexNotReady
 from provenance import db
 from provenance.config import Settings
+from provenance.engines import Database
 from provenance.errors import ProvenanceError, SigningUnavailable
 from provenance.manifest import ManifestReader
 from provenance.ratelimit import RateLimiter
@@ -31,7 +31,7 @@ def index_file(settings: Settings) -> Path:
     return settings.index_directory / "fingerprints.npz"
 
 
-def load_index(settings: Settings, connection: sqlite3.Connection) -> FingerprintIndex:
+def load_index(settings: Settings, connection: Database) -> FingerprintIndex:
     """The saved index caught up with the store, or one rebuilt from the store."""
     try:
         index = FingerprintIndex.load(index_file(settings))
@@ -81,7 +81,7 @@ def build_services(settings: Settings) -> Services:
         _trust_anchors(settings), frozenset({signer.leaf_serial}) if signer else frozenset()
     )
 
-    def index_new_records(connection: sqlite3.Connection) -> None:
+    def index_new_records(connection: Database) -> None:
         index.catch_up(FingerprintStore(connection))
 
     registry = Registry(settings, signer, after_commit=index_new_records) if signer else None
@@ -94,11 +94,11 @@ def services() -> Services:
     return found
 
 
-def request_db() -> sqlite3.Connection:
+def request_db() -> Database:
     """This request's connection, opened on first use and closed at teardown."""
     if "db" not in g:
         g.db = db.connect(services().settings.database)
-    connection: sqlite3.Connection = g.db
+    connection: Database = g.db
     return connection
 
 

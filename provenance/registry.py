@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import Any
 
 from index import FingerprintStore, fingerprint_image
 from provenance.config import Settings
+from provenance.engines import Database
 from provenance.errors import InvalidMetadata
 from provenance.imaging import SIGNABLE_FORMATS, decode_image, thumbnail_jpeg
 from provenance.manifest import SDK_VERSION, build_manifest, manifest_label
@@ -63,7 +63,7 @@ class Registry:
         self,
         settings: Settings,
         signer: ManifestSigner,
-        after_commit: Callable[[sqlite3.Connection], None] | None = None,
+        after_commit: Callable[[Database], None] | None = None,
     ) -> None:
         self._settings = settings
         self._signer = signer
@@ -71,7 +71,7 @@ class Registry:
 
     def register(
         self,
-        connection: sqlite3.Connection,
+        connection: Database,
         data: bytes,
         request: GenerationRequest,
         filename: str = "image",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
 from index import FingerprintIndex, FingerprintStore, Thresholds, verdict_for
 from provenance.config import Settings
+from provenance.engines import Database
 from provenance.evidence import Evidence, MethodEvidence, Picture, QueryDetail
 from provenance.imaging import decode_image
 from provenance.manifest import ManifestReader, ManifestReport
@@ -50,7 +50,7 @@ class Verifier:
         self.thresholds = thresholds or Thresholds()
         self._matcher = Matcher(index, self.thresholds)
 
-    def verify(self, connection: sqlite3.Connection, data: bytes) -> VerificationResult:
+    def verify(self, connection: Database, data: bytes) -> VerificationResult:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 

@@ -18,7 +18,7 @@ import requests
 from provenance.config import Settings
 from provenance.server import prepare
 from tests import transforms
-from tests.conftest import api_key, fixture_bytes
+from tests.conftest import api_key, database_env, fixture_bytes
 
 
 def open_files() -> list[str]:
@@ -54,8 +54,11 @@ def start_server(settings: Settings, port: int, workers: int, log: Path) -> subp
         "--workers",
         str(workers),
     ]
+    env = {**os.environ, **database_env(settings)}
     with log.open("wb") as sink:
-        return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
 
 
 def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
