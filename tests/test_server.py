@@ -29,6 +29,8 @@ def open_files() -> list[str]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+# The file is SQLite's; prepare closes its PostgreSQL pools too, but their sockets look like any other.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_preparing_the_server_leaves_no_database_open_for_the_workers_to_inherit(settings: Settings) -> None:
     """gunicorn forks its workers from the process that prepared the store: a connection still
     open there (left to the garbage collector) shares SQLite's locks with them, and their reads
