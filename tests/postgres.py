@@ -32,7 +32,9 @@ class PostgresCluster:
         self._admin: psycopg.Connection[tuple[object, ...]] | None = None
 
     @classmethod
-    def start(cls) -> PostgresCluster:
+    def start(cls, durable: bool = False) -> PostgresCluster:
+        """Not ``durable``: without fsync, for tests; durable: PostgreSQL's defaults, for
+        benchmarks and crash tests."""
         if not (BIN / "pg_ctl").exists():
             raise RuntimeError(
                 f"PostgreSQL 15 is not installed ({BIN}); scripts/setup --postgres installs it"
@@ -44,11 +46,9 @@ class PostgresCluster:
         cluster._run(
             "initdb", "-D", str(cluster.directory / "db"), "-A", "trust", "-U", "postgres", "-E", "UTF8"
         )
-        options = (
-            f"-p {PORT} -k {cluster.directory} -c listen_addresses='' -c max_connections=300"
-            # A throwaway cluster: durability is the kill -9 script's business, not the tests'.
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+        options = f"-p {PORT} -k {cluster.directory} -c listen_addresses='' -c max_connections=300"
+        if not durable:  # a throwaway cluster: durability is the crash script's business
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         cluster._run(
             "pg_ctl",
             "-D",
