@@ -133,6 +133,7 @@ def test_record_registered_through_one_process_is_found_by_the_other_within_2s(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # gunicorn's part, not the store's
 def test_served_errors_are_problem_json(two_servers: tuple[str, ...]) -> None:
     base = two_servers[0]
     response = requests.post(f"{base}/v1/verify", files={"image": ("x.txt", b"plain text")}, timeout=30)
