@@ -228,6 +228,13 @@ class PostgresDatabase:
 _pools: dict[tuple[str, int], Pool] = {}
 _pools_lock = threading.Lock()
 POOL_SIZE = 16
+IDLE_IN_TRANSACTION = "30s"
+
+
+def _configure(connection: psycopg.Connection[Any]) -> None:
+    # A host that stops mid-transaction (paused, cut off) would hold the writers' lock until TCP
+    # gave up on it; writers' transactions never wait on their client for more than moments.
+    connection.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
 
 
 def _pool(url: str) -> Pool:
@@ -244,6 +251,7 @@ def _pool(url: str) -> Pool:
                 # A connection that died with a database restart or failover is replaced, not
                 # handed to a request.
                 check=ConnectionPool.check_connection,
+                configure=_configure,
                 open=True,
             )
             _pools[key] = pool

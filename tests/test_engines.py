@@ -12,7 +12,7 @@ import pytest
 
 from provenance import db
 from provenance.config import Settings
-from provenance.engines import translate
+from provenance.engines import IDLE_IN_TRANSACTION, translate
 from provenance.records import GenerationRecord, RecordStore
 from tests.postgres import PostgresCluster
 
@@ -119,3 +119,11 @@ def test_hosts_starting_together_apply_each_migration_once(empty_store: Path | s
         host.join()
     assert errors == []
     assert sorted(applied) == sorted(name for name, _ in db.MIGRATIONS)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_writer_stalled_inside_a_transaction_cannot_hold_the_lock_for_long(settings: Settings) -> None:
+    """The advisory lock is every writer's; a host paused mid-transaction must give it back."""
+    with contextlib.closing(db.connect(settings.database)) as connection:
+        timeout = connection.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0]
+    assert timeout == IDLE_IN_TRANSACTION == "30s"
