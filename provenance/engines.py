@@ -50,8 +50,6 @@ class Database(Protocol):
     """A connection to the record store, in autocommit mode: ``BEGIN`` (or ``begin_locked``)
     opens a transaction and ``with database:`` commits it, or rolls it back on an exception."""
 
-    dialect: str  # "sqlite" | "postgresql"
-
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor: ...
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> object: ...
@@ -74,8 +72,6 @@ def is_postgres(target: Path | str) -> bool:
 
 class SqliteDatabase:
     """A sqlite3 connection in WAL mode. SQLite's SQL is the house dialect: nothing to translate."""
-
-    dialect = "sqlite"
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self.connection = connection
@@ -171,8 +167,6 @@ def lock_key(name: str) -> int:
 
 class PostgresDatabase:
     """A psycopg connection (autocommit, from this process's pool) that takes SQLite's SQL."""
-
-    dialect = "postgresql"
 
     def __init__(
         self, connection: psycopg.Connection[Any], pool: ConnectionPool[psycopg.Connection[Any]]
