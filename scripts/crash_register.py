@@ -185,6 +185,7 @@ def main() -> None:
     try:
         with cluster.database() as url:
             all_settings = two_hosts(scratch, url)
+            os.environ["PROVENANCE_DATABASE_URL"] = url  # for the hosts started
             with contextlib.closing(db.open_database(url)) as connection:
                 key = create_api_key(connection, frozenset({"sign", "verify"}))
             with hosts(all_settings, scratch) as (bases, _):

@@ -60,13 +60,12 @@ def data_dir_with_keys(directory: Path, dev_keys: Path) -> Path:
     return directory
 
 
-def database_env(settings: Settings) -> dict[str, str]:
-    """The environment that points the command and the server at ``settings``' store."""
-    return {"PROVENANCE_DATABASE_URL": settings.database_url or ""}
-
-
 @pytest.fixture
-def settings(tmp_path: Path, dev_keys: Path, database_url: str | None) -> Settings:
+def settings(
+    tmp_path: Path, dev_keys: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    # The commands and servers a test starts find the store as in production: in the environment.
+    monkeypatch.setenv("PROVENANCE_DATABASE_URL", database_url or "")
     return Settings(data_dir=data_dir_with_keys(tmp_path / "data", dev_keys), database_url=database_url)
 
 

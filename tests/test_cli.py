@@ -10,16 +10,11 @@ from click.testing import CliRunner
 from provenance.cli import main
 from provenance.config import Settings
 from tests import transforms
-from tests.conftest import FIXTURES, database_env, fixture_bytes
+from tests.conftest import FIXTURES, fixture_bytes
 
 
 def run(runner: CliRunner, settings: Settings, *args: str):
-    return runner.invoke(
-        main,
-        ["--data-dir", str(settings.data_dir), *args],
-        env=database_env(settings),
-        catch_exceptions=False,
-    )
+    return runner.invoke(main, ["--data-dir", str(settings.data_dir), *args], catch_exceptions=False)
 
 
 def test_keys_init_refuses_to_overwrite(runner: CliRunner, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import requests
 from provenance.config import Settings
 from provenance.server import prepare
 from tests import transforms
-from tests.conftest import api_key, data_dir_with_keys, database_env, fixture_bytes
+from tests.conftest import api_key, data_dir_with_keys, fixture_bytes
 
 
 def open_files() -> list[str]:
@@ -58,11 +58,8 @@ def start_server(settings: Settings, port: int, workers: int, log: Path) -> subp
         "--workers",
         str(workers),
     ]
-    env = {**os.environ, **database_env(settings)}
     with log.open("wb") as sink:
-        return subprocess.Popen(
-            command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env
-        )
+        return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:

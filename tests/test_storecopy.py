@@ -87,11 +87,7 @@ def test_copy_refuses_a_target_that_is_not_postgresql(runner: CliRunner, tmp_pat
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_db_migrate_reports_what_it_applied(runner: CliRunner, settings: Settings) -> None:
-    result = runner.invoke(
-        main,
-        ["--data-dir", str(settings.data_dir), "db", "migrate"],
-        env={"PROVENANCE_DATABASE_URL": settings.database_url or ""},
-    )
+    result = runner.invoke(main, ["--data-dir", str(settings.data_dir), "db", "migrate"])
     assert result.exit_code == 0
     # The PostgreSQL test databases start from a migrated template; a SQLite one is new.
     assert ("applied 0001_records" in result.output) == (settings.database_url is None)
