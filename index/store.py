@@ -72,8 +72,35 @@ class FingerprintStore:
     ) WITHOUT ROWID
     """
 
+    # Deletions, in the order they were committed: every process's index tails this log (as it
+    # tails the fingerprints by record id) to drop a deleted record's vectors. seq is assigned
+    # as max + 1 inside the deleting transaction, which SQLite serialises, so a reader tailing
+    # "seq > last seen" never skips one.
+    REMOVALS_SCHEMA = """
+    CREATE TABLE fingerprint_removals (
+        seq INTEGER PRIMARY KEY,
+        record_id INTEGER NOT NULL UNIQUE
+    )
+    """
+
     def __init__(self, connection: Connection) -> None:
         self._db = connection
+
+    def remove(self, record_id: int) -> None:
+        """Delete a record's fingerprints and log the removal, inside the caller's open transaction."""
+        self._db.execute("DELETE FROM fingerprints WHERE record_id = ?", (record_id,))
+        self._db.execute(
+            "INSERT INTO fingerprint_removals (seq, record_id) "
+            "SELECT coalesce(max(seq), 0) + 1, ? FROM fingerprint_removals",
+            (record_id,),
+        )
+
+    def removals_after(self, seq: int) -> list[tuple[int, int]]:
+        """(seq, record id) of every removal logged after ``seq``, in order."""
+        rows = self._db.execute(
+            "SELECT seq, record_id FROM fingerprint_removals WHERE seq > ? ORDER BY seq", (seq,)
+        )
+        return [(int(row[0]), int(row[1])) for row in rows]
 
     def add(self, record_id: int, fingerprints: ImageFingerprints) -> None:
         """Insert a record's fingerprints inside the caller's open transaction."""

@@ -13,6 +13,7 @@ from werkzeug.datastructures import FileStorage
 from index import FingerprintStore
 from provenance.apikeys import ApiKey, authenticate
 from provenance.app import request_db, services
+from provenance.deletion import delete_generation
 from provenance.errors import (
     BadRequest,
     Forbidden,
@@ -22,14 +23,17 @@ from provenance.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from provenance.idempotency import IdempotencyKey
 from provenance.manifest import ManifestReport
-from provenance.records import GenerationRecord, RecordStore
+from provenance.records import GenerationRecord, RecordStore, Tombstone
 from provenance.registry import MAX_METADATA_BYTES, GenerationRequest
 from provenance.verify import RecordMatch, VerificationResult
 
 api = Blueprint("api", __name__, url_prefix="/v1")
 health = Blueprint("health", __name__)
 MAX_BATCH = 32
+# What a caller without scope "read" learns of the records it does not hold a copy of.
+REVIEW_NOTICE = "possibly a copy of an image we generated; ask us to review it"
 
 
 def _api_key() -> ApiKey | None:
@@ -78,6 +82,24 @@ def _upload(field: str = "image") -> FileStorage:
     return upload
 
 
+def thumbnail_url(generation_id: str) -> str | None:
+    """A preview link that opens the record's thumbnail until it expires; None when this server
+    cannot sign links (then only a key with scope 'read' opens the thumbnail)."""
+    links = services().preview_links
+    if links is None:
+        return None
+    link = links.issue(generation_id)
+    return url_for("api.get_thumbnail", generation_id=generation_id, expires=link.expires, sig=link.signature)
+
+
+def tombstone_json(tombstone: Tombstone) -> dict[str, Any]:
+    return {
+        "generation_id": tombstone.generation_id,
+        "created_at": tombstone.created_at,
+        "deleted_at": tombstone.deleted_at,
+    }
+
+
 def record_json(record: GenerationRecord, *, private: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "generation_id": record.generation_id,
@@ -88,7 +110,7 @@ def record_json(record: GenerationRecord, *, private: bool) -> dict[str, Any]:
         "width": record.width,
         "height": record.height,
         "manifest_label": record.manifest_label,
-        "thumbnail_url": url_for("api.get_thumbnail", generation_id=record.generation_id),
+        "thumbnail_url": thumbnail_url(record.generation_id),
     }
     if private:
         body.update(
@@ -111,6 +133,7 @@ def manifest_json(report: ManifestReport) -> dict[str, Any]:
         "claim_generator": report.claim_generator,
         "digital_source_type": report.digital_source_type,
         "signed_by_us": report.signed_by_us,
+        "signer_status": report.signer_status,
         "generation_id": report.generation_id,
         "claimed_generation_id": report.claimed_generation_id,
         "label": report.label,
@@ -123,6 +146,7 @@ def match_json(match: RecordMatch, *, private: bool) -> dict[str, Any]:
         "generation_id": match.record.generation_id,
         "confidence": match.confidence,
         "verdict": match.verdict,
+        "withheld": False,
         "methods": [
             {
                 key: value
@@ -144,11 +168,27 @@ def match_json(match: RecordMatch, *, private: bool) -> dict[str, Any]:
     }
 
 
-def verification_json(result: VerificationResult, *, private: bool, elapsed_ms: float) -> dict[str, Any]:
+def withheld_json(confidence: float) -> dict[str, Any]:
+    return {"verdict": "possible_match", "withheld": True, "confidence": confidence, "detail": REVIEW_NOTICE}
+
+
+def matches_json(result: VerificationResult, *, private: bool, disclose_all: bool) -> list[dict[str, Any]]:
+    """Each match, except that without ``disclose_all`` only ``matched`` records are shown (the
+    authentic one has confidence 1.0, so it is among them): the caller holds a copy of those.
+    Possible matches become one entry naming no record, with the best of their confidences."""
+    shown = [match_json(m, private=private) for m in result.matches if disclose_all or m.verdict == "matched"]
+    hidden = [m.confidence for m in result.matches if not disclose_all and m.verdict != "matched"]
+    return shown + ([withheld_json(max(hidden))] if hidden else [])
+
+
+def verification_json(
+    result: VerificationResult, *, private: bool, elapsed_ms: float, disclose_all: bool
+) -> dict[str, Any]:
     return {
         "verdict": result.verdict,
         "c2pa": manifest_json(result.manifest),
-        "matches": [match_json(m, private=private) for m in result.matches],
+        "deleted": tombstone_json(result.deleted) if result.deleted else None,
+        "matches": matches_json(result, private=private, disclose_all=disclose_all),
         "query": None
         if result.query is None
         else {
@@ -177,18 +217,34 @@ def _metadata() -> GenerationRequest:
     return GenerationRequest.from_json(value)
 
 
+def _idempotency_key(key: ApiKey) -> IdempotencyKey | None:
+    header = request.headers.get("Idempotency-Key")
+    if header is None:
+        return None
+    try:
+        return IdempotencyKey.from_header(f"apikey:{key.id}", header)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
 @api.post("/generations")
 def create_generation() -> Response:
-    require_scope("sign")
+    key = require_scope("sign")
+    idempotency = _idempotency_key(key)
     metadata = _metadata()
     upload = _upload()
-    registration = (
-        services()
-        .require_registry()
-        .register(request_db(), upload.read(), metadata, filename=upload.filename or "image")
-    )
+    data = upload.read()
+    registry = services().require_registry()
+    with services().compute:
+        registration = registry.register(
+            request_db(), data, metadata, filename=upload.filename or "image", idempotency=idempotency
+        )
+    if not registration.replayed:
+        services().metrics.registrations.inc()
     record = registration.record
     response = Response(registration.signed, status=201, mimetype=record.mime_type)
+    if registration.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     response.headers["X-Generation-Id"] = record.generation_id
     response.headers["Location"] = url_for("api.get_generation", generation_id=record.generation_id)
     response.headers["X-Manifest-Label"] = record.manifest_label
@@ -208,25 +264,63 @@ def get_generation(generation_id: str) -> Response:
     return jsonify(record_json(_record_or_404(generation_id), private=True))
 
 
+@api.delete("/generations/<generation_id>")
+def delete_generation_by_id(generation_id: str) -> Response:
+    """Deletes the record, its preview, manifest store and fingerprints; answers the tombstone."""
+    require_scope("admin")
+    tombstone = delete_generation(request_db(), generation_id)
+    # This process drops the record at once; the others when they next catch up (before any search).
+    services().index.catch_up(FingerprintStore(request_db()))
+    return jsonify(tombstone_json(tombstone))
+
+
 @api.get("/generations/<generation_id>/thumbnail")
 def get_thumbnail(generation_id: str) -> Response:
-    """Public: the thumbnail is of an image we published, shown beside a suspect copy."""
+    """The record's preview, for a preview link from a verification answer or a key with scope 'read'.
+
+    Who may see it is settled before whether it exists, so that the answers tell a caller
+    without either nothing about which generation ids exist.
+    """
+    expires, signature = request.args.get("expires"), request.args.get("sig")
+    if expires is None and signature is None:
+        require_scope("read")
+        cache = "private, no-cache"
+    else:
+        links = services().preview_links
+        refusal = (
+            links.refusal(generation_id, expires or "", signature or "")
+            if links
+            else "this server cannot check preview links; use an API key with scope 'read'"
+        )
+        if refusal:
+            raise Forbidden(refusal)
+        cache = f"private, max-age={max(0, int(expires or 0) - int(time.time()))}"
     response = Response(_record_or_404(generation_id).thumbnail, mimetype="image/jpeg")
-    response.headers["Cache-Control"] = "public, max-age=86400"
+    response.headers["Cache-Control"] = cache
     return response
 
 
-def _verify(data: bytes, private: bool) -> dict[str, Any]:
+def _verify(data: bytes, key: ApiKey | None) -> dict[str, Any]:
     started = time.perf_counter()
-    result = services().verifier.verify(request_db(), data)
-    return verification_json(result, private=private, elapsed_ms=(time.perf_counter() - started) * 1000)
+    private = key is not None and "read" in key.scopes
+    with services().compute:
+        result = services().verifier.verify(request_db(), data)
+    services().metrics.verified(result.verdict, result.timings_ms)
+    return verification_json(
+        result,
+        private=private,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+        disclose_all=private or services().settings.disclosure == "all",
+    )
 
 
 @api.post("/verify")
 def verify() -> Response:
     key = _api_key()
+    if key is None and services().settings.disclosure == "none":
+        raise Unauthorized("this service verifies images only for callers with an API key")
     limit_verification(key)
-    return jsonify(_verify(_upload().read(), key is not None and "read" in key.scopes))
+    return jsonify(_verify(_upload().read(), key))
 
 
 @api.post("/verify/batch")
@@ -243,7 +337,7 @@ def verify_batch() -> Response:
     results = []
     for upload in uploads:
         try:
-            results.append({"file": upload.filename, **_verify(upload.read(), "read" in key.scopes)})
+            results.append({"file": upload.filename, **_verify(upload.read(), key)})
         except ProvenanceError as exc:
             results.append(
                 {

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from provenance.engines import Database
 
-SCOPES = ("sign", "read", "verify", "fetch:manifests")
+SCOPES = ("sign", "read", "verify", "fetch:manifests", "admin")
 _PREFIX = "pk_"
 
 
@@ -18,6 +18,7 @@ class ApiKey:
     name: str
     prefix: str
     scopes: frozenset[str]
+    id: int  # what idempotency keys are scoped to
 
 
 def _digest(token: str) -> str:
@@ -55,8 +56,8 @@ def create_api_key(connection: Database, scopes: frozenset[str], name: str = "")
 def authenticate(connection: Database, token: str) -> ApiKey | None:
     """The key a bearer token belongs to, or None."""
     row = connection.execute(
-        "SELECT name, prefix, scopes FROM api_keys WHERE key_hash = ?", (_digest(token),)
+        "SELECT name, prefix, scopes, id FROM api_keys WHERE key_hash = ?", (_digest(token),)
     ).fetchone()
     if row is None:
         return None
-    return ApiKey(name=row[0], prefix=row[1], scopes=frozenset(row[2].split(",")))
+    return ApiKey(name=row[0], prefix=row[1], scopes=frozenset(row[2].split(",")), id=row[3])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +19,11 @@ from provenance.config import Settings
 from provenance.engines import Database
 from provenance.errors import ProvenanceError, SigningUnavailable
 from provenance.manifest import ManifestReader
+from provenance.metrics import Metrics
+from provenance.previews import PreviewLinks, ensure_secret
 from provenance.ratelimit import RateLimiter
 from provenance.registry import Registry
+from provenance.signers import REFRESH_SECONDS, Signer, SignerCache, SignerStore
 from provenance.signing import ManifestSigner
 from provenance.verify import Verifier
 
@@ -52,6 +57,10 @@ class Services:
     signer_error: str | None
     registry: Registry | None
     limiter: RateLimiter
+    # Held while a request decodes, signs or searches; waiting on a client never holds it.
+    compute: threading.BoundedSemaphore
+    metrics: Metrics
+    preview_links: PreviewLinks | None = None  # None: the secret is unusable; previews need a read key
 
     def require_registry(self) -> Registry:
         if self.registry is None:
@@ -67,26 +76,53 @@ def _trust_anchors(settings: Settings) -> str:
         return ""
 
 
-def build_services(settings: Settings) -> Services:
-    with contextlib.closing(db.open_database(settings.database)) as connection:
-        index = load_index(settings, connection)
-    signer: ManifestSigner | None
+def _preview_links(settings: Settings) -> PreviewLinks | None:
+    # Data directories from before preview links have keys but no secret: it is created here, at
+    # start, and a secret that cannot be read or made costs the links, not the service.
     try:
-        signer = ManifestSigner(settings)
-        signer_error = None
-    except SigningUnavailable as exc:
-        signer, signer_error = None, exc.detail
-        logger.warning("signing disabled: %s", exc.detail)
-    reader = ManifestReader(
-        _trust_anchors(settings), frozenset({signer.leaf_serial}) if signer else frozenset()
-    )
+        return PreviewLinks(ensure_secret(settings.preview_key), settings.preview_link_seconds)
+    except (OSError, ValueError) as exc:
+        logger.error("no preview links (previews only with a 'read' key): %s", exc)
+        return None
 
+
+def signer_lookup(settings: Settings, max_age: float = REFRESH_SECONDS) -> Callable[[str], Signer | None]:
+    """Finds our certificates in the store's signers record, kept ``max_age`` seconds per process."""
+
+    def load() -> list[Signer]:
+        with contextlib.closing(db.connect(settings.database)) as connection:
+            return SignerStore(connection).all()
+
+    return SignerCache(load, max_age).find
+
+
+def build_services(settings: Settings) -> Services:
     def index_new_records(connection: Database) -> None:
         index.catch_up(FingerprintStore(connection))
 
-    registry = Registry(settings, signer, after_commit=index_new_records) if signer else None
+    registry: Registry | None = None
+    signer_error = None
+    with contextlib.closing(db.open_database(settings.database)) as connection:
+        index = load_index(settings, connection)
+        try:
+            registry = Registry(settings, ManifestSigner(settings), after_commit=index_new_records)
+            registry.signer_on_record(connection)  # on record before its first signature
+        except SigningUnavailable as exc:
+            registry, signer_error = None, exc.detail
+            logger.warning("signing disabled: %s", exc.detail)
+    reader = ManifestReader(_trust_anchors(settings), signer_lookup(settings))
     verifier = Verifier(settings, index, reader)
-    return Services(settings, index, verifier, signer_error, registry, RateLimiter(settings.rate_limits))
+    return Services(
+        settings,
+        index,
+        verifier,
+        signer_error,
+        registry,
+        RateLimiter(settings.rate_limits),
+        threading.BoundedSemaphore(max(1, settings.compute_slots)),
+        Metrics(settings.metrics_dir),
+        preview_links=_preview_links(settings),
+    )
 
 
 def services() -> Services:
@@ -121,9 +157,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["provenance"] = build_services(settings)
 
     from provenance.api import api, health
+    from provenance.operations import operations
     from provenance.sbr import sbr
     from provenance.web import web
 
+    app.register_blueprint(operations)
     app.register_blueprint(api)
     app.register_blueprint(health)
     app.register_blueprint(web)

@@ -16,8 +16,12 @@ from index import FingerprintIndex, FingerprintStore
 from provenance import __version__, db
 from provenance.apikeys import SCOPES, create_api_key, parse_scopes
 from provenance.config import Settings
-from provenance.devkeys import KeyFiles, generate_dev_keys
-from provenance.errors import ProvenanceError, SigningUnavailable
+from provenance.devkeys import KeyFiles, generate_dev_keys, rotate_dev_leaf
+from provenance.errors import NotFound, ProvenanceError, SigningUnavailable
+from provenance.idempotency import CLI_OWNER, IdempotencyKey, request_sha256
+from provenance.previews import ensure_secret
+from provenance.records import RecordStore
+from provenance.signers import Signer, SignerStore, utc_time
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DEPENDENCY = 1, 2, 3
 
@@ -55,8 +59,24 @@ def keys() -> None:
     """Signing keys."""
 
 
+def _key_files(settings: Settings) -> KeyFiles:
+    return KeyFiles.under(
+        settings.keys_directory, settings.cert_chain, settings.private_key, settings.trust_anchors
+    )
+
+
+def _signed_count(settings: Settings) -> int:
+    store = settings.database
+    if isinstance(store, Path) and not store.exists():  # no SQLite file yet: nothing signed
+        return 0
+    with contextlib.closing(db.open_database(settings.database)) as connection:
+        return RecordStore(connection).count()
+
+
 @keys.command("init")
-@click.option("--force", is_flag=True, help="Replace existing keys (images signed before stop verifying).")
+@click.option(
+    "--force", is_flag=True, help="Replace existing keys; refused once images are signed (use `keys rotate`)."
+)
 @click.option("--if-missing", is_flag=True, help="Succeed without changes when keys already exist.")
 @click.pass_context
 def keys_init(ctx: click.Context, force: bool, if_missing: bool) -> None:
@@ -65,9 +85,18 @@ def keys_init(ctx: click.Context, force: bool, if_missing: bool) -> None:
     Example: provenance --data-dir data keys init
     """
     settings = _settings(ctx)
-    files = KeyFiles.under(
-        settings.keys_directory, settings.cert_chain, settings.private_key, settings.trust_anchors
-    )
+    files = _key_files(settings)
+    signed = _signed_count(settings) if force and files.existing() else 0
+    if signed:
+        # A new root would leave every image signed so far chaining to a root nobody trusts.
+        _fail(
+            f"{signed} images were signed under the existing root and would stop verifying; "
+            "use `provenance keys rotate` for a new signing certificate under the same root"
+        )
+    try:
+        ensure_secret(settings.preview_key)  # kept as it is, even with --force: links are short-lived
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot create the preview-link secret: {exc}")
     try:
         generate_dev_keys(files, force=force)
     except FileExistsError as exc:
@@ -76,6 +105,91 @@ def keys_init(ctx: click.Context, force: bool, if_missing: bool) -> None:
             return
         _fail(f"keys already exist ({exc}); pass --force to replace them")
     click.echo(f"development keys written to {settings.keys_directory} (private keys mode 0600)")
+
+
+def _signer_json(signer: Signer) -> dict[str, Any]:
+    return {
+        "serial": signer.serial,
+        "status": signer.status,
+        "revoked_from": signer.revoked_from,
+        "subject": signer.subject,
+        "not_after": signer.not_after,
+        "fingerprint_sha256": signer.fingerprint,
+        "added_at": signer.added_at,
+    }
+
+
+@keys.command("rotate")
+@click.option(
+    "--chain",
+    "chain_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A new production chain (PEM, leaf first), already configured; default: a new development leaf.",
+)
+@click.pass_context
+def keys_rotate(ctx: click.Context, chain_path: Path | None) -> None:
+    """Sign with a new certificate from now on; the old one stays on record as ours (retired).
+
+    Without --chain, a new development leaf is written under the same intermediate. With --chain,
+    the operator's new chain (configured through PROVENANCE_CERT_CHAIN_PATH or the signer
+    factory) is recorded. Restart the service to sign with it.
+
+    Example: provenance keys rotate
+    """
+    settings = _settings(ctx)
+    try:
+        old = settings.cert_chain.read_bytes() if settings.cert_chain.exists() else None
+        new = chain_path.read_bytes() if chain_path else rotate_dev_leaf(_key_files(settings))
+        with contextlib.closing(db.open_database(settings.database)) as connection:
+            current, retired = SignerStore(connection).rotate(old, new)
+    except FileNotFoundError as exc:
+        _fail(f"no development intermediate to issue a leaf ({exc.filename}); pass --chain", EXIT_USAGE)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    for signer in retired:
+        click.echo(f"retired {signer.serial} (its images stay ours)")
+    click.echo(f"current {current.serial}; restart the service to sign with it")
+
+
+@keys.command("revoke")
+@click.argument("serial")
+@click.option(
+    "--from",
+    "revoked_from",
+    required=True,
+    help="ISO 8601 time (UTC unless it names a zone) from which its signatures are not ours.",
+)
+@click.pass_context
+def keys_revoke(ctx: click.Context, serial: str, revoked_from: str) -> None:
+    """Mark a compromised signing certificate: what it signed from --from on is not ours.
+
+    Example: provenance keys revoke 4137... --from 2026-11-30T08:00:00Z
+    """
+    try:
+        when = utc_time(revoked_from)
+    except ValueError:
+        _fail(f"--from is not an ISO 8601 time: {revoked_from!r}", EXIT_USAGE)
+    with contextlib.closing(db.open_database(_settings(ctx).database)) as connection:
+        try:
+            signer = SignerStore(connection).revoke(serial, when)
+        except (LookupError, ValueError) as exc:
+            _fail(str(exc.args[0]))
+    click.echo(f"revoked {signer.serial} from {signer.revoked_from}")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per certificate.")
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """Every signing certificate on record: serial, status, revoked-from time, subject.
+
+    Example: provenance keys list --json
+    """
+    with contextlib.closing(db.open_database(_settings(ctx).database)) as connection:
+        signers = SignerStore(connection).all()
+    for signer in signers:
+        line = _signer_json(signer)
+        click.echo(json.dumps(line) if as_json else "  ".join(str(line[k]) for k in list(line)[:4]))
 
 
 @main.group()
@@ -163,10 +277,18 @@ def sign(
 
     def sign_one(path: Path) -> dict[str, Any]:
         target = (out / path.name) if out else path.with_name(f"{path.stem}-signed{path.suffix}")
+        data = path.read_bytes()
+        # Keyed by what is signed, so re-running a bulk run that died answers the files it had
+        # registered with their records (and rewrites their outputs) instead of adding new ones.
+        key = IdempotencyKey(CLI_OWNER, request_sha256(data, request.canonical_json(), path.name))
         with db.connect(settings.database) as connection:
-            registration = registry.register(connection, path.read_bytes(), request, filename=path.name)
+            registration = registry.register(connection, data, request, path.name, key)
         target.write_bytes(registration.signed)
-        return {"generation_id": registration.record.generation_id, "output": str(target)}
+        return {
+            "generation_id": registration.record.generation_id,
+            "output": str(target),
+            "replayed": registration.replayed,
+        }
 
     if _each_file(files, sign_one, as_json, show_progress=len(files) > 3 and not as_json):
         sys.exit(EXIT_ERROR)
@@ -195,7 +317,9 @@ def verify(ctx: click.Context, as_json: bool, files: tuple[Path, ...]) -> None:
         with db.connect(settings.database) as connection:
             result = verifier.verify(connection, path.read_bytes())
         with app.test_request_context():
-            body = verification_json(result, private=True, elapsed_ms=(time.perf_counter() - started) * 1000)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            # The operator, on the machine that holds the store, sees everything.
+            body = verification_json(result, private=True, elapsed_ms=elapsed_ms, disclose_all=True)
         if as_json:
             return body
         best = body["matches"][0] if body["matches"] else None
@@ -207,6 +331,40 @@ def verify(ctx: click.Context, as_json: bool, files: tuple[Path, ...]) -> None:
 
     if _each_file(files, verify_one, as_json, show_progress=False):
         sys.exit(EXIT_ERROR)
+
+
+@main.group()
+def record() -> None:
+    """Generation records."""
+
+
+@record.command("delete")
+@click.option("--json", "as_json", is_flag=True, help="Print the tombstone as JSON.")
+@click.argument("generation_id")
+@click.pass_context
+def record_delete(ctx: click.Context, as_json: bool, generation_id: str) -> None:
+    """Delete a generation's record, preview, manifest store and fingerprints; keep a tombstone.
+
+    Running servers drop it from their indexes before their next search; the saved index file
+    is refreshed here too.
+
+    Example: provenance record delete 0b7e3c9a-5d2f-4f21-9a53-0c1d2e3f4a5b
+    """
+    from provenance.app import index_file, load_index
+    from provenance.deletion import delete_generation
+
+    settings = _settings(ctx)
+    with contextlib.closing(db.open_database(settings.database)) as connection:
+        try:
+            tombstone = delete_generation(connection, generation_id)
+        except NotFound as exc:
+            _fail(exc.detail)
+        if index_file(settings).exists():
+            load_index(settings, connection).save(index_file(settings))
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(tombstone)))
+    else:
+        click.echo(f"deleted {tombstone.generation_id} at {tombstone.deleted_at}; a tombstone remains")
 
 
 @main.group("index")

@@ -9,6 +9,10 @@ from pathlib import Path
 ENV_PREFIX = "PROVENANCE_"
 _SQLITE_SCHEME = "sqlite://"  # sqlite:///srv/store.sqlite3 names /srv/store.sqlite3
 _DATABASE_SCHEMES = ("postgresql://", "postgres://", _SQLITE_SCHEME + "/")
+# Who may see a record's preview, id and public fields in a verification answer without scope
+# "read": the caller whose image matched it (matched), nobody without an API key (none), anyone
+# (all). See the README's "Privacy".
+DISCLOSURES = ("matched", "none", "all")
 
 
 @dataclass(frozen=True)
@@ -35,21 +39,49 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 2
+    # Threads per worker process: each waits on one client's request while it arrives (a slow
+    # upload holds one), so enough of them keep slow clients from starving the others.
+    threads: int = 32
+    # Verifications and registrations computed at once per process: more only share the cores
+    # and hold more decoded images in memory (up to max_pixels each).
+    compute_slots: int = 1
+    # A request body must arrive at this many bytes a second on average (0: no minimum) once
+    # upload_grace_seconds have passed, or the request ends in a 408 and frees its thread.
+    upload_min_rate: int = 1024
+    upload_grace_seconds: int = 10
+    # Where worker processes leave their Prometheus values for /metrics to sum; serve makes a
+    # fresh one per instance when unset. Unset outside serve: metrics of this process alone.
+    metrics_dir: Path | None = None
     thumbnail_side: int = 512
     # Verifications per minute and client (0: unlimited): by address without a key, by key with one.
     verify_per_minute: int = 30
     verify_per_minute_with_key: int = 600
     # Reverse proxies in front of the service that append the client's address to X-Forwarded-For.
     proxy_hops: int = 0
-
-    def _path(self, given: Path | None, *default: str) -> Path:
-        return Path(given) if given is not None else Path(self.data_dir).joinpath(*default)
+    # How long a registration's Idempotency-Key answers retries with the first answer.
+    idempotency_hours: int = 24
+    disclosure: str = "matched"
+    # Lifetime of the preview links a verification answer carries, in seconds.
+    preview_link_seconds: int = 600
+    # The secret preview links are signed with (created by `keys init`, or at start when missing).
+    preview_key_path: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.disclosure not in DISCLOSURES:
+            raise ValueError(
+                f"{ENV_PREFIX}DISCLOSURE must be one of {', '.join(DISCLOSURES)}, got {self.disclosure!r}"
+            )
+        if self.preview_link_seconds < 1:
+            raise ValueError(
+                f"{ENV_PREFIX}PREVIEW_LINK_SECONDS must be at least 1, got {self.preview_link_seconds}"
+            )
         if self.database_url and not self.database_url.startswith(_DATABASE_SCHEMES):
             raise ValueError(
                 f"{ENV_PREFIX}DATABASE_URL must be postgresql://... or sqlite:///...: {self.database_url!r}"
             )
+
+    def _path(self, given: Path | None, *default: str) -> Path:
+        return Path(given) if given is not None else Path(self.data_dir).joinpath(*default)
 
     @property
     def database(self) -> Path | str:
@@ -72,6 +104,10 @@ class Settings:
     @property
     def keys_directory(self) -> Path:
         return Path(self.data_dir) / "keys"
+
+    @property
+    def preview_key(self) -> Path:
+        return self._path(self.preview_key_path, "keys", "preview-links.key")
 
     @property
     def cert_chain(self) -> Path:

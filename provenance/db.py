@@ -53,6 +53,50 @@ CREATE TABLE manifest_stores (
 );
 """
 
+# Every leaf certificate we signed with (provenance.signers). Serials are decimal text: c2pa
+# reports them so, and they exceed 64 bits.
+_SIGNERS = """
+CREATE TABLE signers (
+    serial TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('current', 'retired', 'revoked')),
+    added_at TEXT NOT NULL,
+    revoked_from TEXT,
+    certificate_pem TEXT NOT NULL
+);
+"""
+
+# Idempotency keys of registrations (provenance.idempotency), committed in the record's own
+# transaction. No foreign key: the row is written before the record it names, so that the
+# primary key stops a concurrent duplicate before it writes anything. Times are ISO 8601 UTC text
+# of one fixed width, so they compare as strings in any database.
+_IDEMPOTENCY_KEYS = """
+CREATE TABLE idempotency_keys (
+    owner TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    generation_id TEXT NOT NULL,
+    signed_delta BLOB NOT NULL,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (owner, idempotency_key)
+);
+CREATE INDEX idempotency_keys_expires_at ON idempotency_keys (expires_at);
+"""
+
+# A deleted record leaves only this: enough to answer a copy still carrying our Trusted manifest
+# with "signed by us; the record was deleted". The removal log lets every process's index drop
+# the record's vectors (index.store).
+_DELETIONS = f"""
+CREATE TABLE tombstones (
+    generation_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    deleted_at TEXT NOT NULL
+);
+{FingerprintStore.REMOVALS_SCHEMA}
+"""
+
 
 def _statements(script: str) -> Callable[[Database], None]:
     # executescript() would commit the migration's transaction half-way; run statements one by one.
@@ -69,6 +113,9 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("0002_fingerprints", _statements(FingerprintStore.SCHEMA)),
     ("0003_api_keys", _statements(_API_KEYS)),
     ("0004_manifest_stores", _statements(_MANIFEST_STORES)),
+    ("0005_signers", _statements(_SIGNERS)),
+    ("0006_idempotency_keys", _statements(_IDEMPOTENCY_KEYS)),
+    ("0007_deletions", _statements(_DELETIONS)),
 ]
 
 

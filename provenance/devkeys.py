@@ -132,6 +132,36 @@ def _write_public(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def rotate_dev_leaf(files: KeyFiles) -> bytes:
+    """Replace the signing leaf with a new one under the same development intermediate.
+
+    The old leaf's images keep verifying: they carry their own chain up to the same root. The old
+    private key is overwritten; retired certificates only ever need to be recognised, never used.
+    Returns the new chain PEM.
+
+    Raises:
+        FileNotFoundError: there is no development intermediate here (production keys).
+    """
+    intermediate = x509.load_pem_x509_certificate(files.intermediate_certificate.read_bytes())
+    intermediate_key = serialization.load_pem_private_key(files.intermediate_key.read_bytes(), None)
+    assert isinstance(intermediate_key, ec.EllipticCurvePrivateKey), "development keys are P-256"
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _certificate(
+        "Provenance Dev Signer", leaf_key, intermediate, intermediate_key, years=10, path_length=None
+    )
+    chain = _pem(leaf) + _pem(intermediate)
+    # Both are written beside the old pair first, then renamed into place: a crash leaves the old
+    # pair, or (between the renames) a key that does not match its chain, which fails signing
+    # loudly until the next `keys rotate`; never a half-written file.
+    new_key = files.signing_key.with_name(files.signing_key.name + ".new")
+    new_chain = files.chain.with_name(files.chain.name + ".new")
+    _write_private(new_key, leaf_key)
+    _write_public(new_chain, chain)
+    new_key.replace(files.signing_key)
+    new_chain.replace(files.chain)
+    return chain
+
+
 def generate_dev_keys(files: KeyFiles, *, force: bool = False) -> None:
     """Write a fresh development chain; refuses to overwrite unless ``force``.
 

@@ -80,6 +80,12 @@ class TooManyRequests(ProvenanceError):
         return {"Retry-After": str(self.retry_after_seconds)}
 
 
+class IdempotencyKeyReused(ProvenanceError):
+    """An Idempotency-Key sent again with a different request (draft-ietf-httpapi-idempotency-key-header)."""
+
+    status, title, slug = 422, "Idempotency key reused", "idempotency-key-reused"
+
+
 class SigningUnavailable(ProvenanceError):
     """The signing credentials are missing or the signer (KMS, TSA) failed."""
 
@@ -99,5 +105,6 @@ ALL_ERRORS: tuple[type[ProvenanceError], ...] = (
     Forbidden,
     NotFound,
     TooManyRequests,
+    IdempotencyKeyReused,
     SigningUnavailable,
 )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import c2pa
 
 from provenance import __version__
+from provenance.signers import Signer, utc_time
 
 GENERATION_ASSERTION = "dev.provenance.generation"
 SOFT_BINDING_ALG = "dev.provenance.pdq.1"
@@ -24,9 +27,13 @@ def manifest_label(generation_id: str) -> str:
 
 
 def build_manifest(
-    *, generation_id: str, model: str, generator_name: str, title: str, pdq_hash: bytes
+    *, generation_id: str, model: str, generator_name: str, title: str, pdq_hash: bytes, signed_at: str
 ) -> dict[str, Any]:
-    """The manifest definition for one generated image."""
+    """The manifest definition for one generated image.
+
+    ``signed_at`` goes into our assertion: without a timestamp authority the signature carries no
+    time, and a revoked certificate's signatures count only when made before its revocation.
+    """
     return {
         "label": manifest_label(generation_id),
         "title": title,
@@ -45,7 +52,10 @@ def build_manifest(
                     ]
                 },
             },
-            {"label": GENERATION_ASSERTION, "data": {"generation_id": generation_id, "model": model}},
+            {
+                "label": GENERATION_ASSERTION,
+                "data": {"generation_id": generation_id, "model": model, "signed_at": signed_at},
+            },
             # JSON has no byte strings: an int list is stored as a CBOR array that c2pa-rs reads as
             # bytes (shared notes, "Soft binding"). The value is the 256-bit PDQ hash.
             {
@@ -66,7 +76,8 @@ class ManifestReport:
     label: str | None = None
     signer: str | None = None
     issuer: str | None = None
-    signed_at: str | None = None
+    signed_at: str | None = None  # the TSA's time, else the time our assertion claims, if our certificate
+    signer_status: str | None = None  # current | retired | revoked: the certificate is one of ours
     claim_generator: str | None = None
     digital_source_type: str | None = None
     signed_by_us: bool = False
@@ -92,10 +103,21 @@ def _assertion(manifest: dict[str, Any], label: str) -> dict[str, Any]:
     return {}
 
 
-class ManifestReader:
-    """Validates embedded manifests against our trust anchors, offline."""
+def _time(text: object) -> datetime | None:
+    try:
+        return utc_time(str(text)) if text else None
+    except ValueError:
+        return None
 
-    def __init__(self, trust_anchors_pem: str, our_signer_serials: frozenset[str]) -> None:
+
+class ManifestReader:
+    """Validates embedded manifests against our trust anchors, offline.
+
+    ``signers`` finds one of our signing certificates by decimal serial (provenance.signers); it is
+    asked on every Trusted manifest, so a rotation or revocation holds without a restart.
+    """
+
+    def __init__(self, trust_anchors_pem: str, signers: Callable[[str], Signer | None]) -> None:
         settings: dict[str, Any] = {
             "verify": OFFLINE_VERIFY,
             "soft_binding": {"soft_binding_algorithms": [SOFT_BINDING_ALG]},
@@ -103,7 +125,7 @@ class ManifestReader:
         if trust_anchors_pem.strip():  # an empty anchor list is a parse error in c2pa-rs
             settings["trust"] = {"trust_anchors": trust_anchors_pem}
         self._context = c2pa.Context.from_dict(settings)
-        self._our_serials = our_signer_serials
+        self._signers = signers
 
     def read(self, data: bytes, mime_type: str | None = None) -> ManifestReport:
         try:
@@ -123,8 +145,13 @@ class ManifestReader:
             str(item.get("code")) for item in results.get("activeManifest", {}).get("failure", [])
         )
         signature = manifest.get("signature_info") or {}
-        signed_by_us = state == "Trusted" and str(signature.get("cert_serial_number")) in self._our_serials
-        claimed = _assertion(manifest, GENERATION_ASSERTION).get("generation_id")
+        ours = _assertion(manifest, GENERATION_ASSERTION)
+        signer = self._signers(str(signature.get("cert_serial_number"))) if state == "Trusted" else None
+        # A TSA's time is attested. Ours is only claimed, by whoever holds one of our keys (README,
+        # "Key rotation"), and by anyone at all in a manifest not signed by one: shown only then.
+        signed_at = signature.get("time") or (ours.get("signed_at") if signer else None)
+        signed_by_us = signer is not None and signer.ours_at(_time(signed_at))
+        claimed = ours.get("generation_id")
         generators = manifest.get("claim_generator_info") or [{}]
         return ManifestReport(
             present=True,
@@ -133,7 +160,8 @@ class ManifestReader:
             label=manifest.get("label"),
             signer=signature.get("common_name"),
             issuer=signature.get("issuer"),
-            signed_at=signature.get("time"),
+            signed_at=str(signed_at) if signed_at else None,
+            signer_status=signer.status if signer else None,
             claim_generator=generators[0].get("name"),
             digital_source_type=_first_action(manifest).get("digitalSourceType"),
             signed_by_us=signed_by_us,

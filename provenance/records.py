@@ -34,6 +34,15 @@ class GenerationRecord:
     id: int = 0  # assigned by the store: the append-only sequence number
 
 
+@dataclass(frozen=True)
+class Tombstone:
+    """What is kept of a deleted record: which generation it was, and when it was made and deleted."""
+
+    generation_id: str
+    created_at: str
+    deleted_at: str
+
+
 def _record(row: tuple[Any, ...]) -> GenerationRecord:
     (
         record_id,
@@ -130,6 +139,25 @@ class RecordStore:
     def has_manifest_store(self, record_id: int) -> bool:
         row = self._db.execute("SELECT 1 FROM manifest_stores WHERE record_id = ?", (record_id,)).fetchone()
         return row is not None
+
+    def delete(self, record: GenerationRecord, deleted_at: str) -> Tombstone:
+        """Replace the record and its manifest store with a tombstone, inside the caller's open
+        transaction (provenance.deletion removes the fingerprints in the same one)."""
+        self._db.execute("DELETE FROM manifest_stores WHERE record_id = ?", (record.id,))
+        self._db.execute("DELETE FROM records WHERE id = ?", (record.id,))
+        tombstone = Tombstone(record.generation_id, record.created_at, deleted_at)
+        self._db.execute(
+            "INSERT INTO tombstones (generation_id, created_at, deleted_at) VALUES (?, ?, ?)",
+            (tombstone.generation_id, tombstone.created_at, tombstone.deleted_at),
+        )
+        return tombstone
+
+    def tombstone(self, generation_id: str) -> Tombstone | None:
+        row = self._db.execute(
+            "SELECT generation_id, created_at, deleted_at FROM tombstones WHERE generation_id = ?",
+            (generation_id,),
+        ).fetchone()
+        return Tombstone(*row) if row else None
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM records").fetchone()[0])

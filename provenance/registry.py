@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from index import FingerprintStore, fingerprint_image
+from index import FingerprintStore, ImageFingerprints, fingerprint_image
 from provenance.config import Settings
 from provenance.engines import Database
-from provenance.errors import InvalidMetadata
+from provenance.errors import IdempotencyKeyReused, InvalidMetadata, SigningUnavailable
+from provenance.idempotency import IdempotencyKey, IdempotencyStore, SignedDelta, StoredAnswer, request_sha256
 from provenance.imaging import SIGNABLE_FORMATS, decode_image, thumbnail_jpeg
 from provenance.manifest import SDK_VERSION, build_manifest, manifest_label
 from provenance.records import GenerationRecord, RecordStore
-from provenance.signing import ManifestSigner
+from provenance.signers import Signer, SignerStore
+from provenance.signing import ManifestSigner, SignedImage
 
 MAX_METADATA_BYTES = 64 * 1024
 
@@ -46,6 +49,14 @@ class GenerationRequest:
                 raise InvalidMetadata(f"metadata.{part} must be a JSON object")
         return cls(model=model.strip(), public=value.get("public", {}), private=value.get("private", {}))
 
+    def canonical_json(self) -> str:
+        """One spelling per request, for telling a retry from a different request."""
+        return json.dumps(
+            {"model": self.model, "public": self.public, "private": self.private},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -54,6 +65,7 @@ class Registration:
     record: GenerationRecord
     signed: bytes
     timings_ms: dict[str, float]
+    replayed: bool = False  # the answer kept for an Idempotency-Key, not a new record
 
 
 class Registry:
@@ -69,14 +81,38 @@ class Registry:
         self._signer = signer
         self._after_commit = after_commit
 
+    def signer_on_record(self, connection: Database) -> Signer:
+        """Our signing certificate as the signers record has it (enrolled on first use).
+
+        Raises:
+            SigningUnavailable: it has been revoked, so what it signs now would not be ours.
+        """
+        signer = SignerStore(connection).for_signing(self._signer.certificate_chain)
+        if not signer.ours_at(datetime.now(UTC)):
+            raise SigningUnavailable(
+                f"the signing certificate {signer.serial} is revoked from {signer.revoked_from}; "
+                "configure a new one and run `provenance keys rotate`"
+            )
+        return signer
+
     def register(
         self,
         connection: Database,
         data: bytes,
         request: GenerationRequest,
         filename: str = "image",
+        idempotency: IdempotencyKey | None = None,
     ) -> Registration:
-        """Sign the image and durably record it; nothing is written when any step fails."""
+        """Sign the image and durably record it; nothing is written when any step fails.
+
+        With an ``idempotency`` key already used for this request, nothing is signed or written:
+        the first answer comes back. Raises IdempotencyKeyReused when it was used for another.
+        """
+        fingerprint = request_sha256(data, request.canonical_json(), filename) if idempotency else ""
+        if idempotency is not None:
+            replay = self._replay(connection, idempotency, fingerprint, data)
+            if replay is not None:
+                return replay
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -98,18 +134,21 @@ class Registry:
         thumbnail = thumbnail_jpeg(decoded.image, self._settings.thumbnail_side)
         lap("fingerprint")
         generation_id = str(uuid.uuid4())
+        created_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         manifest = build_manifest(
             generation_id=generation_id,
             model=request.model,
             generator_name=self._settings.generator_name,
             title=filename,
             pdq_hash=fingerprints.pdq.bits,
+            signed_at=created_at,
         )
+        self.signer_on_record(connection)
         signed = self._signer.sign(manifest, data, decoded.mime_type)
         lap("sign")
         record = GenerationRecord(
             generation_id=generation_id,
-            created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            created_at=created_at,
             model=request.model,
             public=request.public,
             private=request.private,
@@ -122,16 +161,65 @@ class Registry:
             c2pa_sdk=SDK_VERSION,
             thumbnail=thumbnail,
         )
+        # Worked out before the write lock is taken: it compares the whole files.
+        delta = SignedDelta.between(data, signed.data) if idempotency else None
         # One transaction; SQLite serialises writers, so record ids commit in increasing order
         # and an index tailing "id > last seen" never skips one.
         with connection:
             connection.execute("BEGIN IMMEDIATE")
-            records = RecordStore(connection)
-            record_id = records.add(record)
-            records.add_manifest_store(record_id, signed.manifest_store)
-            FingerprintStore(connection).add(record_id, fingerprints)
+            claimed = (
+                idempotency is None
+                or delta is None
+                or IdempotencyStore(connection).claim(
+                    idempotency,
+                    StoredAnswer(fingerprint, generation_id, delta),
+                    datetime.now(UTC),
+                    timedelta(hours=self._settings.idempotency_hours),
+                )
+            )
+            record_id = self._insert(connection, record, signed, fingerprints) if claimed else 0
+        if idempotency is not None and not claimed:
+            # The same key committed by a concurrent request while this one was signing: its
+            # answer is the answer, and this signature is thrown away.
+            replay = self._replay(connection, idempotency, fingerprint, data)
+            assert replay is not None, "a claimed key is kept for idempotency_hours"
+            return replay
         lap("commit")
         if self._after_commit is not None:
             self._after_commit(connection)
         lap("index")
         return Registration(replace(record, id=record_id), signed.data, timings)
+
+    @staticmethod
+    def _insert(
+        connection: Database,
+        record: GenerationRecord,
+        signed: SignedImage,
+        fingerprints: ImageFingerprints,
+    ) -> int:
+        records = RecordStore(connection)
+        record_id = records.add(record)
+        records.add_manifest_store(record_id, signed.manifest_store)
+        FingerprintStore(connection).add(record_id, fingerprints)
+        return record_id
+
+    @staticmethod
+    def _replay(
+        connection: Database, key: IdempotencyKey, fingerprint: str, data: bytes
+    ) -> Registration | None:
+        """The first answer to ``key``, rebuilt from this (identical) upload; None for a new key."""
+        started = time.perf_counter()
+        stored = IdempotencyStore(connection).find(key, datetime.now(UTC))
+        if stored is None:
+            return None
+        if stored.request_sha256 != fingerprint:
+            raise IdempotencyKeyReused(
+                f"the Idempotency-Key {key.key!r} was used for a different image or metadata; "
+                "use a new key for a new request"
+            )
+        record = RecordStore(connection).by_generation_id(stored.generation_id)
+        assert record is not None, "the key and its record commit in one transaction"
+        signed = stored.delta.apply(data)
+        assert hashlib.sha256(signed).hexdigest() == record.sha256_signed, "the upload is the first one"
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        return Registration(record, signed, {"replay": elapsed}, replayed=True)

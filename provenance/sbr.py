@@ -149,7 +149,9 @@ def query_by_content() -> Response:
         hint = decode_binding(hint_alg, hint_value)
     max_results = _max_results()
     data = _body(services().settings.max_upload_bytes)
-    result = services().verifier.verify(request_db(), data)
+    with services().compute:
+        result = services().verifier.verify(request_db(), data)
+    services().metrics.verified(result.verdict, result.timings_ms)
     found = matches_by_content(request_db(), result, max_results)
     if hint is not None:
         found = merge(found, _binding_matches(hint, max_results), max_results=max_results)

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import tempfile
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 from index import one_thread_per_process
 from provenance import db
 from provenance.app import create_app, index_file, load_index
 from provenance.config import Settings
+from provenance.logs import JsonFormatter, json_logging_config
+from provenance.metrics import process_exited, use_directory
+from provenance.uploads import MinimumUploadRate
 
 logger = logging.getLogger(__name__)
+
+
+class _ThreadWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's threaded worker whose request threads keep FAISS to themselves too: OpenMP's
+    thread count is per thread, and a new thread starts at one per core."""
+
+    def get_thread_pool(self) -> futures.ThreadPoolExecutor:
+        return futures.ThreadPoolExecutor(max_workers=self.cfg.threads, initializer=one_thread_per_process)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -24,16 +41,37 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         self.cfg.set("bind", f"{self._settings.host}:{self._settings.port}")
         self.cfg.set("workers", self._settings.workers)
+        # A request holds its thread while its body arrives, however slowly; with one thread per
+        # process, two clients sending 10 bytes a second kept every other request waiting. Threads
+        # wait on sockets cheaply; compute stays bounded by Services.compute.
+        self.cfg.set("worker_class", _ThreadWorker)
+        self.cfg.set("threads", self._settings.threads)
+        # gunicorn's control socket defaults to one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn),
+        # shared by every instance: the first to stop removed it under the others. Nothing here
+        # uses it; processes are managed by signals.
+        self.cfg.set("control_socket_disable", True)
         self.cfg.set("timeout", 120)
         # gunicorn's largest request line, so that long query strings reach the app and get its
         # problem+json 414 (the SBR API's limit is 2 KB) instead of gunicorn's plain-text 400.
         self.cfg.set("limit_request_line", 8190)
-        self.cfg.set("accesslog", "-")
+        # One JSON object per line for gunicorn's loggers and ours; provenance.operations writes
+        # each request's line (with its request id), so gunicorn's own access log stays off.
+        self.cfg.set("logconfig_dict", json_logging_config())
+        self.cfg.set("child_exit", self._child_exit)
+
+    def _child_exit(self, _: object, worker: Any) -> None:
+        assert self._settings.metrics_dir is not None
+        process_exited(self._settings.metrics_dir, worker.pid)
 
     def load(self) -> Any:
         # Runs in each worker after fork: c2pa objects must not cross a fork.
         one_thread_per_process()
-        return create_app(self._settings)
+        app = create_app(self._settings)
+        if self._settings.upload_min_rate > 0:
+            app.wsgi_app = MinimumUploadRate(  # type: ignore[method-assign]
+                app.wsgi_app, self._settings.upload_min_rate, self._settings.upload_grace_seconds
+            )
+        return app
 
 
 def prepare(settings: Settings) -> None:
@@ -48,7 +86,26 @@ def prepare(settings: Settings) -> None:
     logger.info("index saved with %d records", index.records)
 
 
+@contextlib.contextmanager
+def metrics_directory(settings: Settings) -> Iterator[Path]:
+    """An empty directory for this instance's metrics: the configured one emptied, or a fresh one
+    removed at exit. Values another instance or an earlier run left would add up with ours."""
+    if settings.metrics_dir is not None:
+        directory = Path(settings.metrics_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        yield directory
+        return
+    with tempfile.TemporaryDirectory(prefix="provenance-metrics-") as fresh:
+        yield Path(fresh)
+
+
 def run_server(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     prepare(settings)
-    _Gunicorn(settings).run()
+    with metrics_directory(settings) as directory:
+        use_directory(directory)
+        _Gunicorn(dataclasses.replace(settings, metrics_dir=directory)).run()

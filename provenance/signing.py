@@ -138,6 +138,7 @@ class ManifestSigner:
             self._signer = c2pa.Signer.from_info(
                 c2pa.C2paSignerInfo(algorithm, chain, key_pem, settings.tsa_url)
             )
+        self.certificate_chain = chain
         self.leaf_serial = _leaf_serial(chain)
         # No thumbnail: the default is a full-size copy that costs 100+ ms and 250 KB per image.
         self._context = c2pa.Context.from_dict(

@@ -12,7 +12,7 @@ from provenance.evidence import Evidence, MethodEvidence, Picture, QueryDetail
 from provenance.imaging import decode_image
 from provenance.manifest import ManifestReader, ManifestReport
 from provenance.matching import Matcher
-from provenance.records import GenerationRecord, RecordStore
+from provenance.records import GenerationRecord, RecordStore, Tombstone
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,13 @@ class RecordMatch:
 
 @dataclass(frozen=True)
 class VerificationResult:
-    verdict: str  # authentic | matched | possible_match | no_match
+    verdict: str  # authentic | deleted | matched | possible_match | no_match
     manifest: ManifestReport
     matches: tuple[RecordMatch, ...]
     query: QueryDetail | None = None  # None when an exact match made the search unnecessary
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Set with verdict "deleted": our Trusted manifest names a generation whose record was deleted.
+    deleted: Tombstone | None = None
 
 
 class Verifier:
@@ -81,8 +83,16 @@ class Verifier:
         authentic = manifest.generation_id is not None and any(
             m.record.generation_id == manifest.generation_id for m in matches
         )
-        verdict = "authentic" if authentic else (matches[0].verdict if matches else "no_match")
-        return VerificationResult(verdict, manifest, matches, detail, timings)
+        deleted = None
+        if manifest.generation_id is not None and not authentic:
+            deleted = records.tombstone(manifest.generation_id)
+        if authentic:
+            verdict = "authentic"
+        elif deleted is not None:
+            verdict = "deleted"
+        else:
+            verdict = matches[0].verdict if matches else "no_match"
+        return VerificationResult(verdict, manifest, matches, detail, timings, deleted)
 
     def _exact(
         self,

@@ -139,6 +139,7 @@ def main() -> None:
     hashes = faiss.IndexBinaryFlat(256)
     connection = sqlite3.connect(":memory:", isolation_level=None)
     connection.execute(FingerprintStore.SCHEMA)
+    connection.execute(FingerprintStore.REMOVALS_SCHEMA)
     store, content = FingerprintStore(connection), FingerprintIndex()
     for (kind, _, _), result in zip(jobs, results, strict=True):
         if result is None:

@@ -92,6 +92,7 @@ def bench_sign_only(settings: Settings, data: list[bytes], mime: str) -> float:
         generator_name="bench",
         title="x",
         pdq_hash=bytes(32),
+        signed_at="2026-01-01T00:00:00.000+00:00",
     )
     started = time.perf_counter()
     for item in data:

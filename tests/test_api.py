@@ -8,12 +8,13 @@ import json
 
 import pytest
 from flask.testing import FlaskClient
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from provenance import db
 from provenance.app import create_app
 from provenance.config import Settings
-from tests.conftest import api_key, as_format, fixture_bytes
+from tests import transforms
+from tests.conftest import Signed, api_key, as_format, fixture_bytes, register
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance"}
 
@@ -189,3 +190,213 @@ def test_a_few_pixels_image_is_signed_and_verified_not_a_500(client: FlaskClient
     assert response.status_code == 200
     body = response.get_json()
     assert body["query"]["keypoints"] == 0 and body["query"]["low_detail"]
+
+
+def post_with_key(client: FlaskClient, key: str, image: bytes, idempotency_key: str, model: str = "m"):
+    return client.post(
+        "/v1/generations",
+        data={"image": (io.BytesIO(image), "gen.jpg"), "metadata": json.dumps({"model": model})},
+        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key},
+    )
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_a_retry_with_the_idempotency_key_gets_the_first_answer_and_no_second_record(
+    fmt: str, client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    image = as_format(fixture_bytes("coffee.jpg"), fmt)
+    first = post_with_key(client, signing_key, image, '"8e03978e-40d5-43e8-bc93-6894a57f9324"')
+    retry = post_with_key(client, signing_key, image, '"8e03978e-40d5-43e8-bc93-6894a57f9324"')
+    assert first.status_code == retry.status_code == 201
+    assert retry.headers["X-Generation-Id"] == first.headers["X-Generation-Id"]
+    assert retry.headers["Location"] == first.headers["Location"]
+    assert retry.data == first.data
+    assert retry.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert stored_rows(settings) == (1, 2)
+    verified = client.post("/v1/verify", data={"image": (io.BytesIO(retry.data), "r")})
+    assert verified.json["verdict"] == "authentic"
+
+
+def test_an_idempotency_key_reused_for_another_request_is_422_and_writes_nothing(
+    client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    image = fixture_bytes("coffee.jpg")
+    assert post_with_key(client, signing_key, image, "k-1").status_code == 201
+    body = assert_problem(post_with_key(client, signing_key, fixture_bytes("rocket.jpg"), "k-1"), 422)
+    assert body["type"] == "/problems/idempotency-key-reused"
+    assert_problem(post_with_key(client, signing_key, image, "k-1", model="other"), 422)
+    assert stored_rows(settings) == (1, 2)
+
+
+def test_idempotency_keys_are_scoped_to_the_api_key(
+    client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    image = fixture_bytes("coffee.jpg")
+    first = post_with_key(client, signing_key, image, "shared")
+    other = post_with_key(client, api_key(settings, "sign"), image, "shared")
+    assert other.status_code == 201 and "Idempotent-Replayed" not in other.headers
+    assert other.headers["X-Generation-Id"] != first.headers["X-Generation-Id"]
+    assert stored_rows(settings) == (2, 4)
+
+
+@pytest.mark.parametrize("header", ["", '""', "x" * 256, "caf\u00e9", '"a\\"b"'])
+def test_a_malformed_idempotency_key_is_400(
+    header: str, client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    body = assert_problem(post_with_key(client, signing_key, fixture_bytes("coffee.jpg"), header), 400)
+    assert "Idempotency-Key" in body["detail"]
+    assert stored_rows(settings) == (0, 0)
+
+
+def test_an_expired_idempotency_key_starts_afresh(settings: Settings, signing_key: str) -> None:
+    client = create_app(dataclasses.replace(settings, idempotency_hours=0)).test_client()
+    image = fixture_bytes("coffee.jpg")
+    first = post_with_key(client, signing_key, image, "k")
+    again = post_with_key(client, signing_key, image, "k")
+    assert again.headers["X-Generation-Id"] != first.headers["X-Generation-Id"]
+    with db.open_database(settings.database) as connection:
+        assert connection.execute("SELECT count(*) FROM idempotency_keys").fetchone()[0] == 1
+
+
+def test_a_running_service_stops_signing_once_its_certificate_is_revoked(
+    client: FlaskClient, signing_key: str, settings: Settings
+) -> None:
+    from datetime import UTC, datetime
+
+    from provenance.signers import SignerStore
+
+    assert post_generation(client, signing_key, fixture_bytes("coffee.jpg")).status_code == 201
+    with db.open_database(settings.database) as connection:
+        (signer,) = SignerStore(connection).all()
+        SignerStore(connection).revoke(signer.serial, datetime.now(UTC))
+    body = assert_problem(post_generation(client, signing_key, fixture_bytes("rocket.jpg")), 503)
+    assert body["type"] == "/problems/signing-unavailable" and "revoked" in body["detail"]
+    restarted = create_app(settings).test_client()
+    assert_problem(post_generation(restarted, signing_key, fixture_bytes("rocket.jpg")), 503)
+    assert restarted.get("/readyz").get_json()["signing"] is False
+    assert stored_rows(settings) == (1, 2)
+
+
+def grille_and_panel() -> tuple[bytes, bytes]:
+    """A speaker grille to register, and a plain panel of its size that PDQ finds close to it but
+    that does not agree with it: a possible match, never a match."""
+    grille = Image.new("RGB", (800, 600), "white")
+    draw = ImageDraw.Draw(grille)
+    draw.rectangle((200, 100, 699, 499), fill="#303030")
+    for y in range(104, 496, 20):
+        for x in range(204, 696, 20):
+            draw.ellipse((x, y, x + 8, y + 8), fill="#b0b0b0")
+    panel = Image.new("RGB", (800, 600), "white")
+    ImageDraw.Draw(panel).rectangle((200, 100, 699, 499), fill="#555555")
+    return transforms.encode(grille, "PNG"), transforms.encode(panel, "PNG")
+
+
+def verify_as(client: FlaskClient, data: bytes, key: str | None = None):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return client.post("/v1/verify", data={"image": (io.BytesIO(data), "suspect.png")}, headers=headers)
+
+
+@pytest.fixture
+def possible_match(client: FlaskClient, signing_key: str) -> tuple[Signed, bytes]:
+    """A registered grille (and the coffee photo) and a suspect that is only a possible match."""
+    register(client, signing_key, fixture_bytes("coffee.jpg"))
+    grille, panel = grille_and_panel()
+    return register(client, signing_key, grille, filename="grille.png"), panel
+
+
+def test_without_scope_read_a_possible_match_names_no_record_and_shows_no_preview(
+    client: FlaskClient, settings: Settings, possible_match: tuple[Signed, bytes]
+) -> None:
+    signed, panel = possible_match
+    for key in (None, api_key(settings, "verify,sign")):
+        response = verify_as(client, panel, key)
+        body = response.get_json()
+        assert body["verdict"] == "possible_match"
+        (withheld,) = body["matches"]
+        assert withheld == {
+            "verdict": "possible_match",
+            "withheld": True,
+            "confidence": withheld["confidence"],
+            "detail": "possibly a copy of an image we generated; ask us to review it",
+        }
+        assert 0 < withheld["confidence"] < 0.9
+        assert signed.generation_id not in response.get_data(as_text=True)
+        assert "thumbnail" not in response.get_data(as_text=True)
+
+
+def test_scope_read_sees_a_possible_match_in_full(
+    client: FlaskClient, signing_key: str, possible_match: tuple[Signed, bytes]
+) -> None:
+    signed, panel = possible_match
+    (match,) = verify_as(client, panel, signing_key).get_json()["matches"]
+    assert match["verdict"] == "possible_match" and match["withheld"] is False
+    assert match["generation_id"] == signed.generation_id
+    assert match["record"]["private"] == {"user": "u1"}
+    assert client.get(match["record"]["thumbnail_url"]).status_code == 200
+
+
+def test_an_anonymous_caller_sees_the_record_its_copy_matched_with_a_working_preview_link(
+    client: FlaskClient, signed_image: Signed
+) -> None:
+    body = verify_as(client, transforms.strip(signed_image.data)).get_json()
+    assert body["verdict"] == "matched"
+    (match,) = body["matches"]
+    assert match["withheld"] is False and match["generation_id"] == signed_image.generation_id
+    assert match["record"]["public"] == {"prompt_id": 7} and "private" not in match["record"]
+    preview = client.get(match["record"]["thumbnail_url"])
+    assert preview.status_code == 200 and preview.mimetype == "image/jpeg"
+    assert preview.headers["Cache-Control"].startswith("private, max-age=")
+
+
+def test_a_matched_record_is_shown_and_a_possible_one_beside_it_withheld(
+    client: FlaskClient, signing_key: str
+) -> None:
+    grille, panel = grille_and_panel()
+    shown = register(client, signing_key, panel, filename="panel.png")
+    hidden = register(client, signing_key, grille, filename="grille.png")
+    full = verify_as(client, transforms.strip(panel), signing_key).get_json()["matches"]
+    assert [m.get("generation_id") for m in full][:2] == [shown.generation_id, hidden.generation_id]
+    response = verify_as(client, transforms.strip(panel))
+    assert [m.get("generation_id") for m in response.get_json()["matches"]] == [shown.generation_id, None]
+    assert hidden.generation_id not in response.get_data(as_text=True)
+
+
+def test_disclosure_all_shows_possible_matches_to_anyone(
+    settings: Settings, signing_key: str, possible_match: tuple[Signed, bytes]
+) -> None:
+    signed, panel = possible_match
+    published = create_app(dataclasses.replace(settings, disclosure="all")).test_client()
+    (match,) = verify_as(published, panel).get_json()["matches"]
+    assert match["generation_id"] == signed.generation_id and "private" not in match["record"]
+    assert published.get(match["record"]["thumbnail_url"]).status_code == 200
+
+
+def test_disclosure_none_makes_verification_need_a_key(
+    settings: Settings, possible_match: tuple[Signed, bytes]
+) -> None:
+    _, panel = possible_match
+    internal = create_app(dataclasses.replace(settings, disclosure="none")).test_client()
+    assert_problem(verify_as(internal, panel), 401)
+    (match,) = verify_as(internal, panel, api_key(settings, "verify")).get_json()["matches"]
+    assert match["withheld"] is True
+
+
+def test_a_batch_without_scope_read_withholds_possible_matches(
+    client: FlaskClient, settings: Settings, possible_match: tuple[Signed, bytes]
+) -> None:
+    _, panel = possible_match
+    response = client.post(
+        "/v1/verify/batch",
+        data={"image": [(io.BytesIO(panel), "panel.png")]},
+        headers={"Authorization": f"Bearer {api_key(settings, 'verify')}"},
+    )
+    (result,) = response.get_json()["results"]
+    assert result["verdict"] == "possible_match" and result["matches"][0]["withheld"] is True
+
+
+@pytest.mark.parametrize(
+    "environ", [{"PROVENANCE_DISCLOSURE": "some"}, {"PROVENANCE_PREVIEW_LINK_SECONDS": "0"}]
+)
+def test_an_unknown_disclosure_or_a_link_lifetime_below_a_second_is_refused(environ: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match=next(iter(environ))):
+        Settings.from_env(environ)

@@ -28,6 +28,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from provenance.config import Settings
 from tests import transforms
 from tests.conftest import api_key, fixture_bytes
+from tests.test_api import grille_and_panel
 from tests.test_server import free_port, start_server, wait_ready
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -78,6 +79,7 @@ class Uploads:
     unrelated: Path
     not_an_image: Path
     tampered: Path
+    resembling: Path
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +117,15 @@ def uploads(server: tuple[str, Settings], tmp_path_factory: pytest.TempPathFacto
         )
         assert response.status_code == 201, response.text
         signed = response.content
+    grille, panel = grille_and_panel()
+    response = requests.post(
+        f"{base}/v1/generations",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"image": ("grille.png", grille, "image/png")},
+        data={"metadata": f'{{"model": "{MODEL}", "public": {{"title": "Speaker grille"}}}}'},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
     folder = tmp_path_factory.mktemp("uploads")
     cropped, box = transforms.crop(signed, 0.5, (1.0, 0.3))  # re-encoded: the manifest is gone too
     tampered = bytearray(signed)
@@ -125,6 +136,7 @@ def uploads(server: tuple[str, Settings], tmp_path_factory: pytest.TempPathFacto
         "hubble.jpg": fixture_bytes("hubble.jpg"),
         "notes.txt": b"not an image at all\n",
         "tampered-rocket.jpg": bytes(tampered),
+        "panel.png": panel,
     }
     for name, content in files.items():
         (folder / name).write_bytes(content)
@@ -135,6 +147,7 @@ def uploads(server: tuple[str, Settings], tmp_path_factory: pytest.TempPathFacto
         folder / "hubble.jpg",
         folder / "notes.txt",
         folder / "tampered-rocket.jpg",
+        folder / "panel.png",
     )
 
 
@@ -290,6 +303,52 @@ def test_altered_signed_image_is_a_copy_whose_credentials_failed(
     assert "(not confirmed)" in text_of(browser, "credentials-list")
     assert console_errors(browser) == []
     screenshot(browser, "5-altered-after-signing")
+
+
+def test_a_possible_match_is_told_in_words_without_showing_or_naming_the_image(
+    browser: WebDriver, server: tuple[str, Settings], uploads: Uploads
+) -> None:
+    open_page(browser, server[0])
+    assert choose_file(browser, uploads.resembling) == "possible_match"
+    assert text_of(browser, "verdict") == "Possibly a copy of an image we generated — ask us to review it."
+    assert "may never have been published" in text_of(browser, "verdict-detail")
+    assert not browser.find_element(By.ID, "original-figure").is_displayed()
+    assert not browser.find_element(By.ID, "record-section").is_displayed()
+    assert "may never have been published" in text_of(browser, "no-original")
+    assert MODEL not in browser.find_element(By.ID, "result").text
+    assert console_errors(browser) == []
+    screenshot(browser, "6-possible-match-withheld")
+
+
+def test_a_signed_copy_of_a_deleted_generation_is_ours_with_nothing_more_shown(
+    browser: WebDriver, server: tuple[str, Settings], tmp_path: Path
+) -> None:
+    base, settings = server
+    response = requests.post(
+        f"{base}/v1/generations",
+        headers={"Authorization": f"Bearer {api_key(settings, 'sign')}"},
+        files={"image": ("astronaut.jpg", fixture_bytes("astronaut.jpg"), "image/jpeg")},
+        data={"metadata": f'{{"model": "{MODEL}", "public": {{"title": "Moonwalk"}}}}'},
+        timeout=30,
+    )
+    generation_id = response.headers["X-Generation-Id"]
+    deleted = requests.delete(
+        f"{base}/v1/generations/{generation_id}",
+        headers={"Authorization": f"Bearer {api_key(settings, 'admin')}"},
+        timeout=30,
+    )
+    assert deleted.status_code == 200, deleted.text
+    signed = tmp_path / "signed-astronaut.jpg"
+    signed.write_bytes(response.content)
+    open_page(browser, base)
+    assert choose_file(browser, signed) == "deleted"
+    verdict = text_of(browser, "verdict")
+    assert verdict.startswith("Signed by us on ") and "unknown date" not in verdict
+    assert verdict.endswith("the record of this image has since been deleted.")
+    assert "deleted at its owner's request" in text_of(browser, "no-original")
+    assert generation_id in text_of(browser, "record-list") and "Moonwalk" not in text_of(browser, "result")
+    assert console_errors(browser) == []
+    screenshot(browser, "7-deleted")
 
 
 def test_the_keyboard_reaches_the_controls_in_reading_order(

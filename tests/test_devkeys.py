@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from provenance.devkeys import KeyFiles, generate_dev_keys
+from provenance.devkeys import KeyFiles, generate_dev_keys, rotate_dev_leaf
 
 
 def files_in(directory: Path) -> KeyFiles:
@@ -38,3 +38,20 @@ def test_existing_keys_are_never_overwritten_without_force(tmp_path: Path) -> No
     assert files.signing_key.read_bytes() == before
     generate_dev_keys(files, force=True)
     assert files.signing_key.read_bytes() != before
+
+
+def test_rotation_issues_a_new_leaf_under_the_same_intermediate(tmp_path: Path) -> None:
+    files = files_in(tmp_path)
+    generate_dev_keys(files)
+    old_leaf, intermediate = x509.load_pem_x509_certificates(files.chain.read_bytes())
+    old_key = files.signing_key.read_bytes()
+    root = files.root_certificate.read_bytes()
+    chain = rotate_dev_leaf(files)
+    assert files.chain.read_bytes() == chain
+    new_leaf, same_intermediate = x509.load_pem_x509_certificates(chain)
+    assert same_intermediate == intermediate and new_leaf.issuer == intermediate.subject
+    assert new_leaf.serial_number != old_leaf.serial_number
+    assert files.signing_key.read_bytes() != old_key
+    assert stat.S_IMODE(files.signing_key.stat().st_mode) == 0o600
+    assert files.root_certificate.read_bytes() == root
+    assert not list(tmp_path.glob("*.new"))

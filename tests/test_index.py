@@ -49,6 +49,7 @@ def store_with(records: dict[int, Image.Image]) -> FingerprintStore:
 def store_with_fingerprints(records: dict[int, ImageFingerprints]) -> FingerprintStore:
     connection = sqlite3.connect(":memory:", isolation_level=None)
     connection.execute(FingerprintStore.SCHEMA)
+    connection.execute(FingerprintStore.REMOVALS_SCHEMA)
     store = FingerprintStore(connection)
     for record_id, fingerprints in records.items():
         store.add(record_id, fingerprints)
@@ -208,6 +209,42 @@ def test_catch_up_adds_only_new_records() -> None:
     assert set(index.search_pdq([pdq(photo("chelsea"))], 31)) == {2}
 
 
+def test_a_removed_record_leaves_every_index_that_catches_up_and_stays_out_after_save_and_rebuild(
+    tmp_path: Path,
+) -> None:
+    store = store_with({1: photo("coffee"), 2: photo("chelsea")})
+    here, elsewhere = FingerprintIndex.rebuild_from(store), FingerprintIndex.rebuild_from(store)
+    here.save(tmp_path / "before.npz")
+    query = fingerprint_image(photo("chelsea"))
+    assert 2 in elsewhere.search_pdq([query.pdq], 31)
+    store.remove(2)
+    for index in (here, elsewhere, FingerprintIndex.load(tmp_path / "before.npz")):
+        index.catch_up(store)
+        assert index.search_pdq([query.pdq], 31) == {}
+        assert {c.record_id for c in index.search_local(query.local.descriptors)} == {1}
+        assert index.records == 1
+    here.save(tmp_path / "after.npz")
+    assert FingerprintIndex.load(tmp_path / "after.npz").last_removal_seq == 1
+    assert FingerprintIndex.rebuild_from(store).search_pdq([query.pdq], 31) == {}
+    store.add(3, query)  # the same picture registered again is found under its new record
+    assert set(elsewhere.search_pdq([query.pdq], 31)) == set()
+    elsewhere.catch_up(store)
+    assert set(elsewhere.search_pdq([query.pdq], 31)) == {3}
+
+
+def test_an_index_file_saved_before_deletions_existed_loads_and_applies_them(tmp_path: Path) -> None:
+    store = store_with({1: photo("coffee"), 2: photo("chelsea")})
+    FingerprintIndex.rebuild_from(store).save(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as saved:
+        parts = dict(saved)
+    np.savez(tmp_path / "old.npz", **{**parts, "state": parts["state"][:3]})  # last id, records, trained at
+    store.remove(2)
+    old = FingerprintIndex.load(tmp_path / "old.npz")
+    assert old.last_removal_seq == 0
+    old.catch_up(store)
+    assert set(old.search_pdq([pdq(photo("chelsea"))], 31)) == set() and old.records == 1
+
+
 def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
     rng = np.random.default_rng(1)
@@ -231,6 +268,9 @@ def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch
     assert type(index._local.index).__name__ == "IndexBinaryIVF"
     query = extract_local_features(photo("rocket"))
     assert index.search_local(query.descriptors[:300])[0].record_id == 20
+    store.remove(20)
+    index.catch_up(store)
+    assert 20 not in {c.record_id for c in index.search_local(query.descriptors[:300])}
 
 
 def test_missing_saved_index_is_reported(tmp_path: Path) -> None:

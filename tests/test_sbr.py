@@ -77,11 +77,11 @@ CONTRACT = OpenAPI.from_dict(
 )
 
 
-def check_contract(request: Request, response: Response) -> None:
+def check_contract(request: Request, response: Response, contract: OpenAPI = CONTRACT) -> None:
     """Raises unless the response conforms to the document (openapi-core) and problems are RFC 9457."""
     # The operation is found from method and path alone; the request body was read by the view.
     operation = MockRequest(request.host_url, request.method, request.path, args=request.args)
-    CONTRACT.validate_response(operation, WerkzeugOpenAPIResponse(response))
+    contract.validate_response(operation, WerkzeugOpenAPIResponse(response))
     if response.status_code >= 400:
         assert response.mimetype == PROBLEM
         assert json.loads(response.get_data())["status"] == response.status_code

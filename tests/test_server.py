@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import requests
 
+from provenance import db
 from provenance.config import Settings
 from provenance.server import prepare
 from tests import transforms
@@ -45,7 +50,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(settings: Settings, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    settings: Settings, port: int, workers: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-m",
@@ -59,7 +66,13 @@ def start_server(settings: Settings, port: int, workers: int, log: Path) -> subp
         str(workers),
     ]
     with log.open("wb") as sink:
-        return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
 
 
 def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
@@ -130,6 +143,44 @@ def test_record_registered_through_one_process_is_found_by_the_other_within_2s(
 
 
 @pytest.mark.slow
+def test_a_record_deleted_through_one_process_is_gone_from_the_other_within_2s(
+    settings: Settings, two_servers: tuple[str, str]
+) -> None:
+    writer, reader = two_servers
+    response = requests.post(
+        f"{writer}/v1/generations",
+        headers={"Authorization": f"Bearer {api_key(settings, 'sign')}"},
+        files={"image": ("rocket.jpg", fixture_bytes("rocket.jpg"), "image/jpeg")},
+        data={"metadata": '{"model": "m"}'},
+        timeout=30,
+    )
+    suspect = transforms.crop(response.content, 0.5)[0]
+    found = requests.post(f"{reader}/v1/verify", files={"image": ("s.jpg", suspect)}, timeout=30).json()
+    assert found["verdict"] == "matched"
+    link = found["matches"][0]["record"]["thumbnail_url"]
+    assert requests.get(f"{reader}{link}", timeout=30).status_code == 200
+    generation_id = response.headers["X-Generation-Id"]
+    deleted = requests.delete(
+        f"{writer}/v1/generations/{generation_id}",
+        headers={"Authorization": f"Bearer {api_key(settings, 'admin')}"},
+        timeout=30,
+    )
+    assert deleted.status_code == 200
+    deleted_at = time.monotonic()
+    while True:
+        found = requests.post(f"{reader}/v1/verify", files={"image": ("s.jpg", suspect)}, timeout=30).json()
+        if found["verdict"] == "no_match":
+            break
+        assert time.monotonic() - deleted_at < 2, found
+        time.sleep(0.1)
+    assert requests.get(f"{reader}{link}", timeout=30).status_code == 404
+    signed = requests.post(f"{reader}/v1/verify", files={"image": ("r.jpg", response.content)}, timeout=30)
+    assert signed.json()["verdict"] == "deleted"
+    ready = requests.get(f"{reader}/readyz", timeout=5)
+    assert ready.status_code == 200
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # gunicorn's part, not the store's
 def test_served_errors_are_problem_json(two_servers: tuple[str, ...]) -> None:
     base = two_servers[0]
@@ -182,3 +233,223 @@ def test_two_hosts_on_one_postgresql_register_at_once_and_find_each_others_recor
             assert found["matches"][0]["generation_id"] == generation_id
         ready = [requests.get(f"{base}/readyz", timeout=30).json() for base in bases]
         assert [r["indexed_through"] for r in ready] == [r["records"] for r in ready]
+
+
+@pytest.mark.slow
+def test_one_idempotency_key_sent_to_two_servers_at_once_makes_one_record(
+    settings: Settings, two_servers: tuple[str, str]
+) -> None:
+    key = api_key(settings, "sign")
+
+    def post(base: str) -> requests.Response:
+        return requests.post(
+            f"{base}/v1/generations",
+            headers={"Authorization": f"Bearer {key}", "Idempotency-Key": '"upload-7"'},
+            files={"image": ("coffee.jpg", fixture_bytes("coffee.jpg"), "image/jpeg")},
+            data={"metadata": '{"model": "m"}'},
+            timeout=60,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(post, two_servers))
+    assert [a.status_code for a in answers] == [201, 201]
+    assert answers[0].headers["X-Generation-Id"] == answers[1].headers["X-Generation-Id"]
+    assert answers[0].content == answers[1].content
+    retry = post(two_servers[0])
+    assert retry.content == answers[0].content and retry.headers["Idempotent-Replayed"] == "true"
+    with contextlib.closing(db.open_database(settings.database)) as connection:
+        assert connection.execute("SELECT count(*) FROM records").fetchone()[0] == 1
+
+
+def start_one(
+    settings: Settings, tmp_path: Path, env: dict[str, str] | None = None, workers: int = 2
+) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    log = tmp_path / f"server-{port}.log"
+    process = start_server(settings, port, workers, log, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process, log)
+    except AssertionError:
+        stop(process)
+        raise
+    return base, process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+class SlowUploads:
+    """``count`` clients each sending a /v1/verify body at about 10 bytes a second."""
+
+    def __init__(self, base: str, count: int) -> None:
+        port = int(base.rsplit(":", 1)[1])
+        self._sockets = []
+        for _ in range(count):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+            connection.sendall(
+                b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+                b'--b\r\nContent-Disposition: form-data; name="image"; filename="s.jpg"\r\n\r\n'
+            )
+            self._sockets.append(connection)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._trickle, daemon=True)
+        self._thread.start()
+
+    def _trickle(self) -> None:
+        while not self._stop.wait(0.1):
+            for connection in self._sockets:
+                with contextlib.suppress(OSError):
+                    connection.sendall(b"x")
+
+    def answers(self, timeout: float) -> list[bytes]:
+        """What each client has been answered, waiting up to ``timeout`` seconds in all."""
+        deadline = time.monotonic() + timeout
+        found = []
+        for connection in self._sockets:
+            connection.settimeout(max(0.01, deadline - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                found.append(connection.recv(4096))
+        return found
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for connection in self._sockets:
+            connection.close()
+
+
+def timed(call: Callable[[], requests.Response]) -> tuple[float, requests.Response]:
+    started = time.monotonic()
+    response = call()
+    return time.monotonic() - started, response
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clients", [2, 20])
+def test_slow_uploads_leave_health_and_verify_answering_within_a_second(
+    settings: Settings, tmp_path: Path, clients: int
+) -> None:
+    """Each slow client holds what reads its body; with one thread per worker process, two of
+    them made /healthz wait 19 s."""
+    base, process = start_one(settings, tmp_path)
+    suspect = fixture_bytes("rocket.jpg")
+    try:
+        uploads = SlowUploads(base, clients)
+        try:
+            time.sleep(1)  # every slow client is past its headers and inside its body
+            for _ in range(3):
+                health_s, health = timed(lambda: requests.get(f"{base}/healthz", timeout=5))
+                verify_s, verified = timed(
+                    lambda: requests.post(f"{base}/v1/verify", files={"image": ("s.jpg", suspect)}, timeout=5)
+                )
+                assert health.status_code == 200 and health_s < 1, health_s
+                assert verified.status_code == 200 and verify_s < 1, verify_s
+        finally:
+            uploads.close()
+    finally:
+        stop(process)
+
+
+def control_sockets(home: Path) -> list[Path]:
+    return [path for path in home.rglob("*") if path.is_socket()]
+
+
+@pytest.mark.slow
+def test_servers_create_no_control_socket_that_another_instance_could_remove(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """gunicorn's control socket defaulted to one path in the home folder (or XDG_RUNTIME_DIR)
+    for every instance: stopping one removed it under the others."""
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    home.mkdir()
+    runtime.mkdir()
+    other = Settings(data_dir=tmp_path / "other")
+    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)}
+    first_base, first = start_one(settings, tmp_path, env)
+    try:
+        _, second = start_one(other, tmp_path, env)
+        try:
+            assert control_sockets(home) == control_sockets(runtime) == []
+        finally:
+            stop(second)
+        assert requests.get(f"{first_base}/healthz", timeout=5).status_code == 200
+    finally:
+        stop(first)
+
+
+def logged_requests(tmp_path: Path) -> list[dict[str, Any]]:
+    (log,) = tmp_path.glob("server-*.log")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    return [line for line in lines if line["logger"] == "provenance.access"]
+
+
+@pytest.mark.slow
+def test_metrics_add_up_every_worker_and_logs_are_json_lines_with_the_request_id(
+    settings: Settings, tmp_path: Path
+) -> None:
+    base, process = start_one(settings, tmp_path)
+    try:
+        sent: list[str] = []
+        # A new connection each time, until both workers have answered some (bounded).
+        while len(sent) < 60 and (len(sent) < 4 or len({r["pid"] for r in logged_requests(tmp_path)}) < 2):
+            sent.append(f"check-{len(sent)}")
+            response = requests.post(
+                f"{base}/v1/verify",
+                files={"image": ("s.jpg", fixture_bytes("rocket.jpg"))},
+                headers={"X-Request-Id": sent[-1], "Connection": "close"},
+                timeout=30,
+            )
+            assert response.headers["X-Request-Id"] == sent[-1]
+        text = requests.get(f"{base}/metrics", timeout=5).text
+    finally:
+        stop(process)
+    logged = [line for line in logged_requests(tmp_path) if line["path"] == "/v1/verify"]
+    assert len({line["pid"] for line in logged}) == 2
+    assert sorted(line["request_id"] for line in logged) == sorted(sent)
+    assert {(line["method"], line["status"], line["level"]) for line in logged} == {("POST", 200, "INFO")}
+    count = f"{float(len(sent))}"
+    assert f'provenance_http_requests_total{{method="POST",route="/v1/verify",status="200"}} {count}' in text
+    assert f'provenance_verdicts_total{{verdict="no_match"}} {count}' in text
+
+
+@pytest.mark.slow
+def test_an_upload_slower_than_the_minimum_rate_ends_in_a_408_and_frees_its_thread(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """One worker of two threads, both held by clients sending 10 bytes a second: after the
+    grace second each gets a 408, and the thread serves others again."""
+    env = {"PROVENANCE_THREADS": "2", "PROVENANCE_UPLOAD_GRACE_SECONDS": "1"}
+    base, process = start_one(settings, tmp_path, env, workers=1)
+    try:
+        uploads = SlowUploads(base, 2)
+        try:
+            started = time.monotonic()
+            answers = uploads.answers(timeout=5)
+            waited = time.monotonic() - started
+            health_s, health = timed(lambda: requests.get(f"{base}/healthz", timeout=5))
+        finally:
+            uploads.close()
+    finally:
+        stop(process)
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), answers
+    assert all(b"application/problem+json" in answer for answer in answers)
+    assert waited < 3
+    assert health.status_code == 200 and health_s < 1
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: OpenMP's default is one thread anyway")
+def test_request_threads_keep_faiss_to_one_thread() -> None:
+    """OpenMP's thread count is per thread: a request thread would otherwise search with one
+    OpenMP thread per core, all contending for the cores the other workers use."""
+    import faiss
+
+    from provenance.server import _ThreadWorker
+
+    worker = SimpleNamespace(cfg=SimpleNamespace(threads=2))
+    with _ThreadWorker.get_thread_pool(worker) as pool:
+        assert pool.submit(faiss.omp_get_max_threads).result() == 1

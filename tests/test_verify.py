@@ -16,7 +16,7 @@ from provenance.app import create_app
 from provenance.config import Settings
 from tests import transforms
 from tests.conftest import Signed, api_key, fixture_bytes, register
-from tests.test_api import assert_problem
+from tests.test_api import assert_problem, grille_and_panel
 
 
 def verify(client: FlaskClient, data: bytes, key: str | None = None) -> dict:
@@ -261,7 +261,7 @@ def test_drawings_sharing_only_a_shape_or_a_typeface_are_not_matched(
     }
     strongest = 0
     for name, other in COINCIDENCES.items():
-        result = verify(client, fixture_bytes(other))
+        result = verify(client, fixture_bytes(other), signing_key)  # scope read: possible matches in full
         assert result["verdict"] != "matched", other
         for match in result["matches"]:
             if match["generation_id"] == registered[name].generation_id:
@@ -390,17 +390,28 @@ def test_a_crop_of_the_same_design_in_other_colours_is_not_matched(
 def test_two_layouts_alike_to_pdq_are_not_matched(client: FlaskClient, signing_key: str) -> None:
     """PDQ sees where an image is dark and light: a plain dark panel and a speaker grille of the
     same size share a hash; laid over each other they disagree."""
-    grille = Image.new("RGB", (800, 600), "white")
-    draw = ImageDraw.Draw(grille)
-    draw.rectangle((200, 100, 699, 499), fill="#303030")
-    for y in range(104, 496, 20):
-        for x in range(204, 696, 20):
-            draw.ellipse((x, y, x + 8, y + 8), fill="#b0b0b0")
-    register(client, signing_key, transforms.encode(grille, "PNG"))
-    panel = Image.new("RGB", (800, 600), "white")
-    ImageDraw.Draw(panel).rectangle((200, 100, 699, 499), fill="#555555")
-    result = verify(client, transforms.encode(panel, "PNG"))
+    grille, panel = grille_and_panel()
+    register(client, signing_key, grille)
+    result = verify(client, panel, signing_key)
     assert result["verdict"] != "matched"
     hit = result["matches"][0]["methods"][0]
     assert hit["method"] == "pdq" and hit["distance"] <= Thresholds().pdq_match
     assert hit["agreement"] < Thresholds().pdq_match_agreement
+
+
+def test_a_manifest_signed_by_someone_else_is_not_ours_whatever_it_claims(
+    client: FlaskClient, settings: Settings, tmp_path
+) -> None:
+    from provenance.devkeys import KeyFiles, generate_dev_keys
+
+    other = Settings(data_dir=tmp_path / "other")
+    keys = other.keys_directory
+    generate_dev_keys(KeyFiles.under(keys, other.cert_chain, other.private_key, other.trust_anchors))
+    theirs = register(create_app(other).test_client(), api_key(other, "sign"), fixture_bytes("coffee.jpg"))
+    result = verify(client, theirs.data)
+    assert result["c2pa"]["validation_state"] == "Valid"  # intact, but not under our root
+    assert result["c2pa"]["signed_by_us"] is False
+    assert result["c2pa"]["signer_status"] is None
+    assert result["c2pa"]["claimed_generation_id"] == theirs.generation_id
+    assert result["c2pa"]["signed_at"] is None  # the time in our assertion is only ours to claim
+    assert result["verdict"] == "no_match"
