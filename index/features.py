@@ -138,9 +138,11 @@ def extract_local_features(
 ) -> LocalFeatures:
     """Detect and describe local features of a decoded image, scaled to ``side`` pixels long."""
     scale = max(image.width, image.height) / side
-    if image.width < 16 or image.height < 16:  # too small to hold a keypoint's patch
-        return _no_features(image, scale)
     size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
+    # Too small to hold a keypoint's patch, as it is or once scaled (a long thin banner): ORB's
+    # pyramid would shrink it to nothing, which OpenCV refuses with an error.
+    if min(image.width, image.height, *size) < 16:
+        return _no_features(image, scale)
     gray = np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
     # Detect several times the budget, then keep a spatially balanced share: a global cap hands
     # every keypoint to the busiest area (text and icons around a screenshotted picture, one

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import time
 from typing import Any
@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
 
 from index import FingerprintStore
+from provenance import db
 from provenance.apikeys import ApiKey, authenticate
 from provenance.app import request_db, services
 from provenance.deletion import delete_generation
@@ -26,7 +27,7 @@ from provenance.errors import (
 from provenance.idempotency import IdempotencyKey
 from provenance.manifest import ManifestReport
 from provenance.records import GenerationRecord, RecordStore, Tombstone
-from provenance.registry import MAX_METADATA_BYTES, GenerationRequest
+from provenance.registry import MAX_METADATA_BYTES, GenerationRequest, parse_metadata
 from provenance.verify import RecordMatch, VerificationResult
 
 api = Blueprint("api", __name__, url_prefix="/v1")
@@ -43,7 +44,10 @@ def _api_key() -> ApiKey | None:
         return None
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use 'Authorization: Bearer <api key>'")
-    key = authenticate(request_db(), token.strip())
+    # A connection of its own, given back at once: the request's body (a slow client's upload)
+    # is read after this, and must not hold one of the store's pooled connections meanwhile.
+    with contextlib.closing(db.connect(services().settings.database)) as connection:
+        key = authenticate(connection, token.strip())
     if key is None:
         raise Unauthorized("the API key is not valid")
     return key
@@ -208,13 +212,7 @@ def _metadata() -> GenerationRequest:
         raw = part.read(MAX_METADATA_BYTES + 1).decode("utf-8", "replace") if part else None
     if raw is None:
         raise InvalidMetadata("send a 'metadata' part holding a JSON object with at least 'model'")
-    if len(raw.encode()) > MAX_METADATA_BYTES:
-        raise InvalidMetadata(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidMetadata(f"metadata is not valid JSON: {exc}") from exc
-    return GenerationRequest.from_json(value)
+    return GenerationRequest.from_json(parse_metadata(raw))
 
 
 def _idempotency_key(key: ApiKey) -> IdempotencyKey | None:

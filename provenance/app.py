@@ -17,7 +17,15 @@ from index import FingerprintIndex, FingerprintStore, IndexNotReady
 from provenance import db
 from provenance.config import Settings
 from provenance.engines import Database
-from provenance.errors import ProvenanceError, SigningUnavailable
+from provenance.errors import (
+    PROBLEM_BASE,
+    BadRequest,
+    PayloadTooLarge,
+    ProvenanceError,
+    SigningUnavailable,
+    UnsupportedMediaType,
+    UriTooLong,
+)
 from provenance.manifest import ManifestReader
 from provenance.metrics import Metrics
 from provenance.previews import PreviewLinks, ensure_secret
@@ -30,6 +38,13 @@ from provenance.verify import Verifier
 logger = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 _MULTIPART_ALLOWANCE = 1024 * 1024  # room for the metadata part and multipart framing
+# werkzeug's own errors that mean what one of ours means answer with our problem type: a body over
+# MAX_CONTENT_LENGTH, or a form field over MAX_FORM_MEMORY_SIZE, is payload-too-large. Routing
+# errors (404, 405) keep about:blank, as the README says.
+_WERKZEUG_EQUIVALENTS: dict[int, type[ProvenanceError]] = {
+    error.status: error
+    for error in (BadRequest, PayloadTooLarge, UriTooLong, UnsupportedMediaType, ProvenanceError)
+}
 
 
 def index_file(settings: Settings) -> Path:
@@ -182,11 +197,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        return problem(status, exc.name, exc.description or exc.name)
+        ours = _WERKZEUG_EQUIVALENTS.get(status)
+        if ours is None:
+            return problem(status, exc.name, exc.description or exc.name)
+        return problem(status, ours.title, exc.description or exc.name, PROBLEM_BASE + ours.slug)
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> Response:
         logger.exception("unhandled error")
-        return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+        return problem(
+            500,
+            ProvenanceError.title,
+            "an unexpected error occurred; it has been logged",
+            PROBLEM_BASE + ProvenanceError.slug,
+        )
 
     return app

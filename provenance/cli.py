@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from provenance.apikeys import SCOPES, create_api_key, parse_scopes
 from provenance.config import Settings
 from provenance.devkeys import KeyFiles, generate_dev_keys, rotate_dev_leaf
 from provenance.errors import NotFound, ProvenanceError, SigningUnavailable
-from provenance.idempotency import CLI_OWNER, IdempotencyKey, request_sha256
+from provenance.idempotency import CLI_OWNER, IdempotencyKey, IdempotencyStore, request_sha256
 from provenance.previews import ensure_secret
 from provenance.records import RecordStore
 from provenance.signers import Signer, SignerStore, utc_time
@@ -250,24 +252,33 @@ class _plain:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Directory for signed files.")
 @click.option("--public", "public_json", default="{}", help="Public metadata as a JSON object.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file.")
+@click.option("--overwrite", is_flag=True, help="Replace existing NAME-signed files (never an input).")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
 def sign(
-    ctx: click.Context, model: str, out: Path | None, public_json: str, as_json: bool, files: tuple[Path, ...]
+    ctx: click.Context,
+    model: str,
+    out: Path | None,
+    public_json: str,
+    as_json: bool,
+    overwrite: bool,
+    files: tuple[Path, ...],
 ) -> None:
     """Sign and register images; writes NAME-signed.EXT beside each file, or into --out.
+
+    A file whose output would replace one of the inputs, or an existing file without
+    --overwrite, is refused before it is registered.
 
     Example: provenance sign --model diffusion-xl --out signed/ --json a.png b.jpg
     """
     from provenance.app import build_services
-    from provenance.registry import GenerationRequest
+    from provenance.registry import GenerationRequest, parse_metadata
 
     settings = _settings(ctx)
     try:
-        request = GenerationRequest.from_json({"model": model, "public": json.loads(public_json)})
+        public = parse_metadata(public_json, "--public")
+        request = GenerationRequest.from_json({"model": model, "public": public})
         registry = build_services(settings).require_registry()
-    except json.JSONDecodeError as exc:
-        _fail(f"--public is not JSON: {exc}", EXIT_USAGE)
     except SigningUnavailable as exc:
         _fail(exc.detail, EXIT_DEPENDENCY)
     except ProvenanceError as exc:
@@ -275,14 +286,26 @@ def sign(
     if out:
         out.mkdir(parents=True, exist_ok=True)
 
+    inputs = {path.resolve() for path in files}
+
     def sign_one(path: Path) -> dict[str, Any]:
-        target = (out / path.name) if out else path.with_name(f"{path.stem}-signed{path.suffix}")
+        target = (out or path.parent) / f"{path.stem}-signed{path.suffix}"
+        if target.resolve() in inputs:
+            raise FileExistsError(errno.EEXIST, f"{target} is one of the inputs; it is never overwritten")
+        exists = FileExistsError(errno.EEXIST, f"{target} exists; pass --overwrite to replace it")
         data = path.read_bytes()
         # Keyed by what is signed, so re-running a bulk run that died answers the files it had
         # registered with their records (and rewrites their outputs) instead of adding new ones.
         key = IdempotencyKey(CLI_OWNER, request_sha256(data, request.canonical_json(), path.name))
         with db.connect(settings.database) as connection:
+            replay = IdempotencyStore(connection).find(key, datetime.now(UTC)) is not None
+            # Checked before registering, so that a refused file leaves no record behind.
+            if target.exists() and not (overwrite or replay):
+                raise exists
             registration = registry.register(connection, data, request, path.name, key)
+        # A replay writes again what it wrote before; anything else there is another file.
+        if replay and target.exists() and not overwrite and target.read_bytes() != registration.signed:
+            raise exists
         target.write_bytes(registration.signed)
         return {
             "generation_id": registration.record.generation_id,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +17,8 @@ from provenance.errors import ImageTooLarge, InvalidImage, PayloadTooLarge, Unsu
 SIGNABLE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 # What a suspect copy may arrive as: screenshots and re-posts come in more containers.
 READABLE_FORMATS = {**SIGNABLE_FORMATS, "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # Pillow modes that resample and convert to grey and RGB as they are.
 _WORKING_MODES = frozenset(
     {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "I", "F"}
@@ -43,9 +47,18 @@ class DecodedImage:
 
 
 def decode_image(
-    data: bytes, *, max_bytes: int, max_pixels: int, formats: dict[str, str] = READABLE_FORMATS
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    formats: dict[str, str] = READABLE_FORMATS,
+    tolerate_damage: bool = False,
 ) -> DecodedImage:
     """Decode untrusted bytes fully, checking size limits before any pixel is decoded.
+
+    With ``tolerate_damage``, a PNG that Pillow refuses but viewers show (an ancillary chunk with
+    a wrong CRC, a tail cut off after the pixels) is decoded without the damaged chunks, as
+    libpng does; the original bytes are kept. Without it, such a PNG is refused naming the damage.
 
     Raises:
         PayloadTooLarge, ImageTooLarge, UnsupportedMediaType, InvalidImage.
@@ -54,14 +67,32 @@ def decode_image(
         raise PayloadTooLarge(f"the upload has {len(data)} bytes; the limit is {max_bytes}")
     if not data:
         raise InvalidImage("the upload is empty")
+    try:
+        image = _decode(data, max_pixels, formats)
+    except (UnsupportedMediaType, InvalidImage):
+        repaired, damage = _png_without_damage(data)
+        if damage is None:
+            raise
+        if not tolerate_damage:
+            raise InvalidImage(f"the PNG is damaged: {damage}") from None
+        image = _decode(repaired, max_pixels, formats)
+    container = image.format
+    assert container is not None
+    return DecodedImage(data, container, formats[container], _workable(image))
+
+
+def _decode(data: bytes, max_pixels: int, formats: dict[str, str]) -> Image.Image:
     with warnings.catch_warnings():
-        # Our own pixel limit replaces Pillow's global decompression-bomb guard.
+        # Our own pixel limit replaces Pillow's global decompression-bomb warning; its error, at
+        # twice Image.MAX_IMAGE_PIXELS, still comes first and is the same answer as ours.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError as exc:
             raise UnsupportedMediaType("the upload is not an image in a supported format") from exc
-        except (Image.DecompressionBombError, OSError, ValueError) as exc:
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLarge(f"the image declares too many pixels: {exc}") from exc
+        except (OSError, ValueError) as exc:
             raise InvalidImage(f"the image header could not be read: {exc}") from exc
         if image.format not in formats:
             raise UnsupportedMediaType(
@@ -75,11 +106,46 @@ def decode_image(
             image.load()
             # In place: without an orientation tag, exif_transpose would return a full copy.
             ImageOps.exif_transpose(image, in_place=True)
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLarge(f"the image declares too many pixels: {exc}") from exc
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise InvalidImage(f"the image is truncated or corrupt: {exc}") from exc
-    container = image.format
-    assert container is not None
-    return DecodedImage(data, container, formats[container], _workable(image))
+    return image
+
+
+def _png_without_damage(data: bytes) -> tuple[bytes, str | None]:
+    """The PNG without the damage libpng forgives (PNG spec 5.4; libpng's default for ancillary
+    chunks), and the first damage found, or None where there is none to forgive.
+
+    Ancillary chunks (lower-case first letter: text, colour profile, our manifest's caBX) with a
+    wrong CRC are dropped; a file cut off inside a chunk keeps the chunks before it and gets its
+    IEND back. Critical chunks are left to Pillow: if their pixels are not all there, it says so.
+    Only ancillary chunks' CRCs are computed, so that the image data is not read twice.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return data, None
+    kept, damage, position = [_PNG_SIGNATURE], None, len(_PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        end = position + 12 + length
+        if end > len(data):
+            damage = damage or f"it is cut off inside its {kind.decode('latin-1')} chunk"
+            break
+        ancillary = bool(kind[0] & 0x20)
+        crc = struct.unpack(">I", data[end - 4 : end])[0]
+        if ancillary and zlib.crc32(data[position + 4 : end - 4]) != crc:
+            damage = damage or f"its {kind.decode('latin-1')} chunk has a wrong CRC"
+        else:
+            kept.append(data[position:end])
+        position = end
+        if kind == b"IEND":
+            break
+    else:
+        damage = damage or "it is cut off before its IEND chunk"
+    if damage is not None and not kept[-1].startswith(_PNG_IEND[:8]):
+        kept.append(_PNG_IEND)
+    return b"".join(kept), damage
 
 
 def _workable(image: Image.Image) -> Image.Image:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -87,20 +88,64 @@ class ManifestReport:
     assertions: tuple[str, ...] = field(default=())
 
 
+def _text(value: object) -> str | None:
+    """A field of an uploaded manifest as text, or None: its signer decides the shape, so a claim or
+    assertion may hold anything JSON can."""
+    return value if isinstance(value, str) else None
+
+
+def _objects(value: object) -> list[dict[str, Any]]:
+    """The JSON objects in an uploaded manifest's list, skipping anything else."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def _first_action(manifest: dict[str, Any]) -> dict[str, Any]:
-    for assertion in manifest.get("assertions", []):
-        if assertion.get("label", "").startswith("c2pa.actions"):
-            actions = assertion.get("data", {}).get("actions", [])
+    for assertion in _objects(manifest.get("assertions")):
+        if (_text(assertion.get("label")) or "").startswith("c2pa.actions"):
+            data = assertion.get("data")
+            actions = _objects(data.get("actions")) if isinstance(data, dict) else []
             if actions:
-                return dict(actions[0])
+                return actions[0]
     return {}
 
 
 def _assertion(manifest: dict[str, Any], label: str) -> dict[str, Any]:
-    for assertion in manifest.get("assertions", []):
+    for assertion in _objects(manifest.get("assertions")):
         if assertion.get("label") == label:
-            return dict(assertion.get("data", {}))
+            data = assertion.get("data")
+            return data if isinstance(data, dict) else {}
     return {}
+
+
+# c2pa found a manifest store and failed on what it holds: the file carries credentials, broken ones.
+_DAMAGED_STORE = (
+    c2pa.C2paError.Assertion,
+    c2pa.C2paError.AssertionNotFound,
+    c2pa.C2paError.Decoding,
+    c2pa.C2paError.Json,
+    c2pa.C2paError.Manifest,
+    c2pa.C2paError.Signature,
+    c2pa.C2paError.Verify,
+)
+# The C2PA specification's status code for an error it lists no code for.
+GENERAL_ERROR = "general.error"
+
+
+def _unreadable(reason: str, failures: tuple[str, ...] = ()) -> ManifestReport:
+    """A manifest store that is there but cannot be read: Invalid, so that nothing it claims is
+    believed and the pixels are searched as for a stripped copy."""
+    return ManifestReport(
+        present=True,
+        state="Invalid",
+        failures=failures or (GENERAL_ERROR,),
+        error=f"the manifest store could not be read: {reason}",
+    )
+
+
+def _failure_codes(results: object) -> tuple[str, ...]:
+    active = results.get("activeManifest") if isinstance(results, dict) else None
+    failed = _objects(active.get("failure")) if isinstance(active, dict) else []
+    return tuple(str(item.get("code")) for item in failed)
 
 
 def _time(text: object) -> datetime | None:
@@ -128,44 +173,60 @@ class ManifestReader:
         self._signers = signers
 
     def read(self, data: bytes, mime_type: str | None = None) -> ManifestReport:
+        """What the file's manifest store says and whether it holds up. Hostile bytes get a report,
+        never an exception: a store that c2pa or its JSON cannot give us is reported Invalid."""
         try:
             with c2pa.Reader(mime_type, io.BytesIO(data), context=self._context) as reader:
-                state = reader.get_validation_state()
-                results = reader.get_validation_results() or {}
-                manifest = reader.get_active_manifest() or {}
+                # The store's JSON rather than c2pa-python's accessors, which raise KeyError for a
+                # store whose active manifest failed to load (one flipped byte can do it).
+                text = reader.json()
         except c2pa.C2paError.ManifestNotFound:
             return ManifestReport(present=False)
+        except _DAMAGED_STORE as exc:
+            return _unreadable(str(exc))
         except c2pa.C2paError as exc:
             # Unparseable container or a manifest we must not fetch: no usable manifest.
             return ManifestReport(present=False, error=str(exc))
-        return self._report(state, results, manifest)
+        try:
+            # c2pa-python hands over "" for a store whose JSON is not UTF-8.
+            store = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            return _unreadable(f"its JSON does not parse ({exc})")
+        if not isinstance(store, dict):
+            return _unreadable("it is not a JSON object")
+        results = store.get("validation_results")
+        manifests = store.get("manifests")
+        active = store.get("active_manifest")
+        manifest = manifests.get(active) if isinstance(manifests, dict) and isinstance(active, str) else None
+        if not isinstance(manifest, dict):
+            return _unreadable("its active manifest failed to load", _failure_codes(results))
+        return self._report(_text(store.get("validation_state")) or "Invalid", results, manifest)
 
-    def _report(self, state: str, results: dict[str, Any], manifest: dict[str, Any]) -> ManifestReport:
-        failures = tuple(
-            str(item.get("code")) for item in results.get("activeManifest", {}).get("failure", [])
-        )
-        signature = manifest.get("signature_info") or {}
+    def _report(self, state: str, results: object, manifest: dict[str, Any]) -> ManifestReport:
+        failures = _failure_codes(results)
+        signature = manifest.get("signature_info")
+        signature = signature if isinstance(signature, dict) else {}
         ours = _assertion(manifest, GENERATION_ASSERTION)
         signer = self._signers(str(signature.get("cert_serial_number"))) if state == "Trusted" else None
         # A TSA's time is attested. Ours is only claimed, by whoever holds one of our keys (README,
         # "Key rotation"), and by anyone at all in a manifest not signed by one: shown only then.
-        signed_at = signature.get("time") or (ours.get("signed_at") if signer else None)
+        signed_at = _text(signature.get("time")) or (_text(ours.get("signed_at")) if signer else None)
         signed_by_us = signer is not None and signer.ours_at(_time(signed_at))
-        claimed = ours.get("generation_id")
-        generators = manifest.get("claim_generator_info") or [{}]
+        claimed = _text(ours.get("generation_id"))
+        generators = _objects(manifest.get("claim_generator_info")) or [{}]
         return ManifestReport(
             present=True,
             state=state,
             failures=failures,
-            label=manifest.get("label"),
-            signer=signature.get("common_name"),
-            issuer=signature.get("issuer"),
-            signed_at=str(signed_at) if signed_at else None,
+            label=_text(manifest.get("label")),
+            signer=_text(signature.get("common_name")),
+            issuer=_text(signature.get("issuer")),
+            signed_at=signed_at,
             signer_status=signer.status if signer else None,
-            claim_generator=generators[0].get("name"),
-            digital_source_type=_first_action(manifest).get("digitalSourceType"),
+            claim_generator=_text(generators[0].get("name")),
+            digital_source_type=_text(_first_action(manifest).get("digitalSourceType")),
             signed_by_us=signed_by_us,
             claimed_generation_id=claimed,
             generation_id=claimed if signed_by_us else None,
-            assertions=tuple(a.get("label", "") for a in manifest.get("assertions", [])),
+            assertions=tuple(_text(a.get("label")) or "" for a in _objects(manifest.get("assertions"))),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,69 @@ from provenance.signers import Signer, SignerStore
 from provenance.signing import ManifestSigner, SignedImage
 
 MAX_METADATA_BYTES = 64 * 1024
+MAX_METADATA_DEPTH = 32
+# JavaScript's safe integers: the verification page and most JSON readers hold numbers as doubles.
+MAX_METADATA_INTEGER = 2**53 - 1
+
+
+def parse_metadata(text: str, what: str = "metadata") -> Any:
+    """Untrusted JSON text -> the value, within bounds every reader of it can handle: at most
+    MAX_METADATA_BYTES, nested at most MAX_METADATA_DEPTH deep, integers JavaScript holds
+    exactly, finite numbers (JSON has no NaN or Infinity) and text that is valid Unicode.
+
+    Raises:
+        InvalidMetadata naming what is wrong.
+    """
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:  # a command line's undecodable bytes
+        raise InvalidMetadata(f"{what} is not valid UTF-8") from exc
+    if size > MAX_METADATA_BYTES:
+        raise InvalidMetadata(f"{what} is larger than {MAX_METADATA_BYTES} bytes")
+
+    def integer(literal: str) -> int:
+        # Checked before int(): Python refuses to convert more than 4,300 digits with a ValueError.
+        value = int(literal) if len(literal.lstrip("-")) <= len(str(MAX_METADATA_INTEGER)) else None
+        if value is None or abs(value) > MAX_METADATA_INTEGER:
+            raise InvalidMetadata(f"{what} holds an integer beyond ±{MAX_METADATA_INTEGER}: {literal[:40]}")
+        return value
+
+    def number(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise InvalidMetadata(f"{what} holds a number too large for a double: {literal[:40]}")
+        return value
+
+    def constant(name: str) -> Any:
+        raise InvalidMetadata(f"{what} holds {name}, which is not JSON")
+
+    try:
+        value = json.loads(text, parse_int=integer, parse_float=number, parse_constant=constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidMetadata(f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidMetadata(f"{what} is nested more than {MAX_METADATA_DEPTH} levels deep") from exc
+    _check_nesting_and_text(value, what)
+    return value
+
+
+def _check_nesting_and_text(value: Any, what: str) -> None:
+    """Depth and string checks without recursion, so that no input can exhaust the stack."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list) and depth > MAX_METADATA_DEPTH:
+            raise InvalidMetadata(f"{what} is nested more than {MAX_METADATA_DEPTH} levels deep")
+        if isinstance(item, dict):
+            pending.extend((key, depth) for key in item)
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError as exc:  # "\ud800": a lone surrogate, escaped
+                raise InvalidMetadata(f"{what} holds text that is not valid Unicode") from exc
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import struct
+import zlib
 
 import pytest
 from flask.testing import FlaskClient
 from PIL import Image, ImageDraw
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 from provenance import db
 from provenance.app import create_app
@@ -89,6 +93,11 @@ BAD_UPLOADS = {
     "truncated image": (fixture_bytes("coffee.jpg")[:5000], 422),
     "unsupported format": (as_format(fixture_bytes("coffee.jpg"), "GIF"), 415),
     "empty file": (b"", 422),
+    # Not signed as it is: the signed file would keep the damage under its manifest's hash.
+    "png with a broken text chunk": (
+        transforms.break_png_crc(transforms.png_with_text(fixture_bytes("coffee.jpg")), b"tEXt"),
+        422,
+    ),
 }
 
 
@@ -129,6 +138,15 @@ def test_decompression_bomb_is_refused_before_decoding(settings: Settings) -> No
         '{"model": ""}',
         '{"model": "m", "public": "x"}',
         '{"model": "m", "extra": 1}',
+        # Bounds every reader of the metadata can handle: the stack, int(), the page's JSON.parse.
+        '{"model": "m", "public": {"a": ' + "[" * 1000 + "]" * 1000 + "}}",
+        '{"model": "m", "public": {"a": ' + "[" * 40 + "]" * 40 + "}}",
+        '{"model": "m", "public": {"n": ' + "9" * 5000 + "}}",
+        '{"model": "m", "public": {"n": 9007199254740993}}',
+        '{"model": "m", "public": {"n": NaN}}',
+        '{"model": "m", "public": {"n": -Infinity}}',
+        '{"model": "m", "public": {"n": 1e999}}',
+        '{"model": "m", "public": {"s": "\\ud800"}}',
     ],
 )
 def test_missing_or_invalid_metadata_is_400(
@@ -400,3 +418,59 @@ def test_a_batch_without_scope_read_withholds_possible_matches(
 def test_an_unknown_disclosure_or_a_link_lifetime_below_a_second_is_refused(environ: dict[str, str]) -> None:
     with pytest.raises(ValueError, match=next(iter(environ))):
         Settings.from_env(environ)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG header claiming ``width`` x ``height`` pixels, with no pixels behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_every_error_the_service_produces_has_its_documented_problem_type(
+    settings: Settings, signing_key: str
+) -> None:
+    """The README's error table, for the errors werkzeug, Pillow and a bug raise rather than our code."""
+    app = create_app(dataclasses.replace(settings, max_upload_bytes=40_000))
+
+    @app.get("/v1/fail")
+    def fail() -> None:
+        raise RuntimeError("a bug")
+
+    client = app.test_client()
+    # Encoded in memory: the test client spools a large body to a file it leaves open.
+    boundary, body = encode_multipart({"image": FileStorage(io.BytesIO(b"\0" * 1_200_000), "big.jpg")})
+    over_the_body_limit = client.post(
+        "/v1/verify", data=body, content_type=f"multipart/form-data; boundary={boundary}"
+    )
+    boundary, body = encode_multipart(
+        {"metadata": "x" * 600_000, "image": FileStorage(io.BytesIO(fixture_bytes("coffee.jpg")), "a.jpg")}
+    )
+    form_field_too_large = client.post(
+        "/v1/generations",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        headers={"Authorization": f"Bearer {signing_key}"},
+    )
+    # Above twice Pillow's MAX_IMAGE_PIXELS, Pillow refuses to open it before our own limit is asked.
+    declared_too_large = client.post(
+        "/v1/verify", data={"image": (io.BytesIO(png_declaring(20_000, 10_000)), "bomb.png")}
+    )
+    cases = [
+        (over_the_body_limit, 413, "payload-too-large"),
+        (form_field_too_large, 413, "payload-too-large"),
+        (declared_too_large, 413, "image-too-large"),
+        (client.get("/v1/fail"), 500, "internal-error"),
+    ]
+    for response, status, slug in cases:
+        body = assert_problem(response, status)
+        assert body["type"] == f"/problems/{slug}", body
+        assert "Traceback" not in body["detail"]

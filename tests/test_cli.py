@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from provenance import db
 from provenance.cli import main
 from provenance.config import Settings
 from tests import transforms
@@ -68,6 +69,19 @@ def test_sign_json_then_verify_json(runner: CliRunner, settings: Settings, tmp_p
     assert results[2]["file"] == str(unrelated)
 
 
+def test_verify_reports_a_manifest_c2pa_cannot_load_as_invalid(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    coffee = str(FIXTURES / "coffee.jpg")
+    signed = run(runner, settings, "sign", "--model", "m", "--json", "--out", str(tmp_path), coffee)
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(transforms.break_manifest(Path(json.loads(signed.output)["output"]).read_bytes()))
+    verified = run(runner, settings, "verify", "--json", str(damaged))
+    assert verified.exit_code == 0, verified.output
+    result = json.loads(verified.output)
+    assert (result["c2pa"]["validation_state"], result["verdict"]) == ("Invalid", "matched")
+
+
 def test_sign_reports_bad_files_and_exits_non_zero(
     runner: CliRunner, settings: Settings, tmp_path: Path
 ) -> None:
@@ -82,6 +96,64 @@ def test_sign_reports_bad_files_and_exits_non_zero(
     assert f"error: {bad}" in result.output
     assert (tmp_path / "good-signed.jpg").exists()
     assert not (tmp_path / "notes-signed.txt").exists()
+
+
+def test_sign_refuses_public_metadata_out_of_bounds_with_a_usage_error(
+    runner: CliRunner, settings: Settings
+) -> None:
+    for public, problem in [
+        ("[" * 1000 + "]" * 1000, "nested"),
+        ('{"n": NaN}', "NaN"),
+        ("1" * 5000, "integer"),
+    ]:
+        result = run(
+            runner, settings, "sign", "--model", "m", "--public", public, str(FIXTURES / "coffee.jpg")
+        )
+        assert result.exit_code == 2
+        assert result.output.startswith("error: --public") and problem in result.output
+        assert "Traceback" not in result.output
+
+
+def records(settings: Settings) -> int:
+    with db.open_database(settings.database) as connection:
+        count: int = connection.execute("SELECT count(*) FROM records").fetchone()[0]
+    return count
+
+
+def test_sign_never_overwrites_an_input_nor_without_asking_an_existing_file(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "photos"
+    source.mkdir()
+    original = fixture_bytes("coffee.jpg")
+    (source / "coffee.jpg").write_bytes(original)
+    (source / "rocket.jpg").write_bytes(fixture_bytes("rocket.jpg"))
+    first = run(runner, settings, "sign", "--model", "m", "--out", str(source), str(source / "coffee.jpg"))
+    assert first.exit_code == 0, first.output
+    assert (source / "coffee.jpg").read_bytes() == original
+    assert (source / "coffee-signed.jpg").read_bytes() != original
+
+    # The same run again is a replay: the same record, and the same bytes written again.
+    again = run(runner, settings, "sign", "--model", "m", "--out", str(source), str(source / "coffee.jpg"))
+    assert again.exit_code == 0, again.output
+    assert records(settings) == 1
+    other = run(runner, settings, "sign", "--model", "m2", "--out", str(source), str(source / "coffee.jpg"))
+    assert other.exit_code == 1
+    assert "--overwrite" in other.output
+    assert records(settings) == 1
+    replaced = run(runner, settings, "sign", "--model", "m2", "--overwrite", str(source / "coffee.jpg"))
+    assert replaced.exit_code == 0, replaced.output
+    assert records(settings) == 2
+
+    # rocket.jpg's output would be the other input: refused even when asked, rocket-signed.jpg signed.
+    (source / "rocket-signed.jpg").write_bytes(fixture_bytes("chelsea.jpg"))
+    inputs = [str(source / "rocket.jpg"), str(source / "rocket-signed.jpg")]
+    clash = run(runner, settings, "sign", "--model", "m", "--overwrite", *inputs)
+    assert clash.exit_code == 1
+    assert "is one of the inputs" in clash.output
+    assert (source / "rocket-signed.jpg").read_bytes() == fixture_bytes("chelsea.jpg")
+    assert (source / "rocket-signed-signed.jpg").exists()
+    assert records(settings) == 3
 
 
 def test_apikey_create_prints_a_working_key_once(runner: CliRunner, settings: Settings) -> None:

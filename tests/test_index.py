@@ -122,6 +122,14 @@ def test_textureless_image_has_no_local_features_but_still_a_pdq_hash() -> None:
     assert pdq(flat).quality < 50
 
 
+def test_a_long_thin_banner_is_fingerprinted_without_local_features() -> None:
+    """Scaled to the processing side it is 1 px high: ORB's pyramid would shrink it to nothing."""
+    banner = Image.effect_noise((20000, 40), 60).convert("RGB")
+    fingerprints = fingerprint_image(banner)
+    assert len(fingerprints.local) == 0
+    assert len(extract_local_features(banner, side=320)) == 0
+
+
 def brute_force_votes(
     query: np.ndarray, codes: np.ndarray, ids: np.ndarray, max_distance: int
 ) -> dict[int, int]:

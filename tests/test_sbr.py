@@ -173,6 +173,14 @@ def test_an_unrelated_image_resolves_to_nothing(
     assert response.get_json() == {"matches": []}
 
 
+def test_a_copy_whose_manifest_c2pa_cannot_load_resolves_by_its_pixels(
+    sbr: FlaskClient, fetch_key: str, signed_image: Signed
+) -> None:
+    response = by_content(sbr, fetch_key, transforms.break_manifest(signed_image.data))
+    assert response.status_code == 200
+    assert [m["manifestId"] for m in response.get_json()["matches"]] == [label(signed_image)]
+
+
 def test_the_manifest_validates_as_trusted_with_the_signed_original(
     sbr: FlaskClient, fetch_key: str, signed_image: Signed, settings: Settings
 ) -> None:

@@ -14,8 +14,11 @@ from PIL import Image, ImageDraw, ImageOps
 from index import Thresholds
 from provenance.app import create_app
 from provenance.config import Settings
+from provenance.devkeys import KeyFiles, generate_dev_keys
+from provenance.manifest import GENERATION_ASSERTION, TRAINED_ALGORITHMIC_MEDIA
+from provenance.signing import ManifestSigner
 from tests import transforms
-from tests.conftest import Signed, api_key, fixture_bytes, register
+from tests.conftest import Signed, api_key, as_format, fixture_bytes, register
 from tests.test_api import assert_problem, grille_and_panel
 
 
@@ -415,3 +418,81 @@ def test_a_manifest_signed_by_someone_else_is_not_ours_whatever_it_claims(
     assert result["c2pa"]["claimed_generation_id"] == theirs.generation_id
     assert result["c2pa"]["signed_at"] is None  # the time in our assertion is only ours to claim
     assert result["verdict"] == "no_match"
+
+
+def test_a_manifest_c2pa_cannot_load_is_invalid_and_the_pixels_still_searched(
+    client: FlaskClient, settings: Settings, signed_image: Signed
+) -> None:
+    damaged = transforms.break_manifest(signed_image.data)
+    result = verify(client, damaged)
+    assert result["c2pa"]["present"] is True
+    assert result["c2pa"]["validation_state"] == "Invalid"
+    assert result["c2pa"]["failures"] and result["c2pa"]["error"]
+    assert result["c2pa"]["generation_id"] is None
+    assert result["verdict"] == "matched"
+    assert result["matches"][0]["generation_id"] == signed_image.generation_id
+
+    response = client.post(
+        "/v1/verify/batch",
+        data={"image": [(io.BytesIO(damaged), "a.jpg"), (io.BytesIO(signed_image.data), "b.jpg")]},
+        headers={"Authorization": f"Bearer {api_key(settings, 'verify')}"},
+    )
+    assert [r["verdict"] for r in response.get_json()["results"]] == ["matched", "authentic"]
+
+
+def test_a_forged_manifest_of_any_shape_is_reported_not_believed(
+    client: FlaskClient, settings: Settings, tmp_path, signed_image: Signed
+) -> None:
+    """Anyone can sign a manifest with their own certificate and put anything JSON allows in it."""
+    keys = tmp_path / "forger"
+    generate_dev_keys(KeyFiles.under(keys, keys / "chain.pem", keys / "signer.key", keys / "root.pem"))
+    forger = ManifestSigner(
+        dataclasses.replace(
+            settings, cert_chain_path=keys / "chain.pem", private_key_path=keys / "signer.key"
+        )
+    )
+    manifest = {
+        "claim_generator_info": [{"name": "forger", "version": "1"}],
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [{"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA}]
+                },
+            },
+            {"label": GENERATION_ASSERTION, "data": [signed_image.generation_id]},
+        ],
+    }
+    forged = forger.sign(manifest, fixture_bytes("coffee.jpg"), "image/jpeg").data
+    result = verify(client, forged)
+    assert result["c2pa"]["present"] is True
+    assert result["c2pa"]["validation_state"] != "Trusted"
+    assert result["c2pa"]["claimed_generation_id"] is None
+    assert result["verdict"] == "matched"
+
+
+def test_pngs_viewers_show_despite_damage_are_matched(
+    client: FlaskClient, signing_key: str, signed_image: Signed
+) -> None:
+    """libpng drops an ancillary chunk with a wrong CRC and shows the picture; so do we."""
+    text_broken = transforms.break_png_crc(transforms.png_with_text(signed_image.data), b"tEXt")
+    signed_png = register(
+        client, signing_key, as_format(fixture_bytes("rocket.jpg"), "PNG"), filename="r.png"
+    )
+    manifest_broken = transforms.break_png_crc(signed_png.data, b"caBX")
+    cut_after_pixels = signed_png.data[:-6]  # the IEND chunk cut in half
+    for damaged, original in [
+        (text_broken, signed_image),
+        (manifest_broken, signed_png),
+        (cut_after_pixels, signed_png),
+    ]:
+        result = verify(client, damaged)
+        assert result["verdict"] in {"matched", "authentic"}
+        assert result["matches"][0]["generation_id"] == original.generation_id
+
+
+def test_a_png_cut_off_inside_its_pixels_is_still_refused(client: FlaskClient) -> None:
+    png = as_format(fixture_bytes("rocket.jpg"), "PNG")
+    _, offset, length = next(c for c in transforms.png_chunks(png) if c[0] == b"IDAT")
+    response = client.post("/v1/verify", data={"image": (io.BytesIO(png[: offset + length // 2]), "x.png")})
+    assert_problem(response, 422)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageOps, PngImagePlugin
 
 
 def decode(data: bytes) -> Image.Image:
@@ -60,3 +61,37 @@ def screenshot(data: bytes, scale: float = 0.8) -> tuple[bytes, tuple[int, int]]
     offset = (30, 90)
     canvas.paste(shown, offset)
     return encode(canvas, "PNG"), offset
+
+
+def break_manifest(signed: bytes) -> bytes:
+    """One byte changed inside the manifest: the soft-binding hash's CBOR array claims 33 items
+    instead of 32, so c2pa cannot load the active manifest at all (the store names a manifest
+    it does not hold)."""
+    damaged = bytearray(signed)
+    damaged[signed.index(b"evalue\x98\x20") + 7] = 0x21
+    return bytes(damaged)
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
+    """(type, offset, data length) of each chunk of a PNG."""
+    chunks, position = [], 8
+    while position + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        chunks.append((data[position + 4 : position + 8], position, length))
+        position += 12 + length
+    return chunks
+
+
+def break_png_crc(data: bytes, kind: bytes) -> bytes:
+    """The PNG with a wrong CRC on its first chunk of ``kind``."""
+    _, offset, length = next(chunk for chunk in png_chunks(data) if chunk[0] == kind)
+    damaged = bytearray(data)
+    damaged[offset + 8 + length] ^= 0x01
+    return bytes(damaged)
+
+
+def png_with_text(data: bytes) -> bytes:
+    """A stripped PNG copy with a text chunk before the pixels, as editors write one."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "shared from a phone")
+    return encode(decode(data), "PNG", pnginfo=info)
