@@ -412,6 +412,10 @@ def test_metrics_add_up_every_worker_and_logs_are_json_lines_with_the_request_id
     assert len({line["pid"] for line in logged}) == 2
     assert sorted(line["request_id"] for line in logged) == sorted(sent)
     assert {(line["method"], line["status"], line["level"]) for line in logged} == {("POST", 200, "INFO")}
+    (log,) = tmp_path.glob("server-*.log")
+    lines = log.read_text().splitlines()
+    assert len(lines) == len(set(lines)), "a line logged twice"
+    assert "gunicorn.access" not in {json.loads(line)["logger"] for line in lines}, "a second access log"
     count = f"{float(len(sent))}"
     assert f'provenance_http_requests_total{{method="POST",route="/v1/verify",status="200"}} {count}' in text
     assert f'provenance_verdicts_total{{verdict="no_match"}} {count}' in text
