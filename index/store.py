@@ -8,9 +8,9 @@ caller commits the record and its fingerprints together.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -42,6 +42,15 @@ def decode_pdq(data: bytes) -> PdqHash:
     return PdqHash(bytes(data[:PDQ_BYTES]), data[PDQ_BYTES])
 
 
+class Connection(Protocol):
+    """What the store needs of a database connection: a sqlite3 connection, or any adapter that
+    takes SQLite's SQL (``?`` placeholders) and returns rows as tuples."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
 @dataclass(frozen=True)
 class IndexRows:
     """The slice of a record's fingerprints that the in-memory indexes hold."""
@@ -52,7 +61,7 @@ class IndexRows:
 
 
 class FingerprintStore:
-    """Reads and writes fingerprint rows on a caller-owned sqlite3 connection."""
+    """Reads and writes fingerprint rows on a caller-owned connection."""
 
     SCHEMA = """
     CREATE TABLE fingerprints (
@@ -74,7 +83,7 @@ class FingerprintStore:
     )
     """
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._db = connection
 
     def remove(self, record_id: int) -> None:
@@ -118,28 +127,41 @@ class FingerprintStore:
         data = self._data(record_id, LOCAL_KIND)
         return LocalFeatures.from_bytes(data) if data else None
 
-    def rows_after(self, record_id: int, local_descriptors: int) -> Iterator[IndexRows]:
+    def rows_after(
+        self, record_id: int, local_descriptors: int, page_rows: int = 4096
+    ) -> Iterator[IndexRows]:
         """Index rows of every record with an id above ``record_id``, in id order.
 
-        Only the first ``local_descriptors`` descriptors of each local set are read.
+        Only the first ``local_descriptors`` descriptors of each local set are read, a page of
+        rows at a time: a rebuild never holds a large store's rows at once (a PostgreSQL
+        cursor would fetch all of them).
         """
-        cursor = self._db.execute(
-            """SELECT record_id, kind,
-                      CASE kind WHEN ? THEN substr(data, 1, ?) ELSE data END
-               FROM fingerprints WHERE record_id > ? AND kind IN (?, ?)
-               ORDER BY record_id""",
-            (LOCAL_KIND, LocalFeatures.prefix_length(local_descriptors), record_id, PDQ_KIND, LOCAL_KIND),
-        )
-        current: int | None = None
-        found: dict[str, bytes] = {}
-        for row_id, kind, data in cursor:
-            if current is not None and row_id != current:
-                yield _index_rows(current, found)
-                found = {}
-            current = row_id
-            found[kind] = data
-        if current is not None:
-            yield _index_rows(current, found)
+        while True:
+            rows = self._db.execute(
+                """SELECT record_id, kind,
+                          CASE kind WHEN ? THEN substr(data, 1, ?) ELSE data END
+                   FROM fingerprints WHERE record_id > ? AND kind IN (?, ?)
+                   ORDER BY record_id LIMIT ?""",
+                (
+                    LOCAL_KIND,
+                    LocalFeatures.prefix_length(local_descriptors),
+                    record_id,
+                    PDQ_KIND,
+                    LOCAL_KIND,
+                    page_rows,
+                ),
+            ).fetchall()
+            found: dict[int, dict[str, bytes]] = {}
+            for row_id, kind, data in rows:
+                found.setdefault(row_id, {})[kind] = bytes(data)
+            full_page = len(rows) == page_rows
+            if full_page and len(found) > 1:
+                found.popitem()  # the last record's other kind may begin the next page
+            for row_id, kinds in found.items():
+                yield _index_rows(row_id, kinds)
+            if not full_page:
+                return
+            record_id = next(reversed(found))
 
 
 def _index_rows(record_id: int, found: dict[str, bytes]) -> IndexRows:

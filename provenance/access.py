@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from flask import request
 
+from provenance import db
 from provenance.apikeys import ApiKey, authenticate
 from provenance.errors import Forbidden, TooManyRequests, Unauthorized
-from provenance.services import request_db, services
+from provenance.services import services
 
 
 def api_key() -> ApiKey | None:
@@ -23,7 +25,10 @@ def api_key() -> ApiKey | None:
         return None
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use 'Authorization: Bearer <api key>'")
-    key = authenticate(request_db(), token.strip())
+    # A connection of its own, given back at once: the request's body (a slow client's upload)
+    # is read after this, and must not hold one of the store's pooled connections meanwhile.
+    with contextlib.closing(db.connect(services().settings.database)) as connection:
+        key = authenticate(connection, token.strip())
     if key is None:
         raise Unauthorized("the API key is not valid")
     return key

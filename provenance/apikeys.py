@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from provenance.engines import Database
 
 SCOPES = ("sign", "read", "verify", "fetch:manifests", "admin")
 _PREFIX = "pk_"
@@ -34,7 +35,7 @@ def parse_scopes(text: str) -> frozenset[str]:
     return scopes
 
 
-def create_api_key(connection: sqlite3.Connection, scopes: frozenset[str], name: str = "") -> str:
+def create_api_key(connection: Database, scopes: frozenset[str], name: str = "") -> str:
     """Store a new key's hash and return the key itself (the only time it is visible)."""
     token = _PREFIX + secrets.token_urlsafe(32)
     with connection:
@@ -52,7 +53,7 @@ def create_api_key(connection: sqlite3.Connection, scopes: frozenset[str], name:
     return token
 
 
-def authenticate(connection: sqlite3.Connection, token: str) -> ApiKey | None:
+def authenticate(connection: Database, token: str) -> ApiKey | None:
     """The key a bearer token belongs to, or None."""
     row = connection.execute(
         "SELECT name, prefix, scopes, id FROM api_keys WHERE key_hash = ?", (_digest(token),)

@@ -68,7 +68,8 @@ def _key_files(settings: Settings) -> KeyFiles:
 
 
 def _signed_count(settings: Settings) -> int:
-    if not settings.database.exists():
+    store = settings.database
+    if isinstance(store, Path) and not store.exists():  # no SQLite file yet: nothing signed
         return 0
     with contextlib.closing(db.open_database(settings.database)) as connection:
         return RecordStore(connection).count()
@@ -415,6 +416,52 @@ def index_rebuild(ctx: click.Context) -> None:
         index = FingerprintIndex.rebuild_from(FingerprintStore(connection))
     index.save(index_file(settings))
     click.echo(f"indexed {index.records} records; {index.memory_bytes()} bytes -> {index_file(settings)}")
+
+
+@main.group("db")
+def db_group() -> None:
+    """The record store (SQLite file or PostgreSQL database)."""
+
+
+@db_group.command("migrate")
+@click.pass_context
+def db_migrate(ctx: click.Context) -> None:
+    """Bring the store's schema up to date (serve does this at start; safe from several hosts at once).
+
+    Example: PROVENANCE_DATABASE_URL=postgresql://provenance@db/provenance provenance db migrate
+    """
+    with contextlib.closing(db.connect(_settings(ctx).database)) as connection:
+        applied = db.migrate(connection)
+    click.echo(f"applied {', '.join(applied)}" if applied else "the schema is up to date")
+
+
+@db_group.command("copy")
+@click.option("--to", "target_url", required=True, help="The PostgreSQL store: postgresql://user@host/db.")
+@click.pass_context
+def db_copy(ctx: click.Context, target_url: str) -> None:
+    """Copy the SQLite store into PostgreSQL (resumable: run it again after an interruption).
+
+    Example: provenance --data-dir data db copy --to postgresql://provenance@db/provenance
+    """
+    from provenance.engines import is_postgres
+    from provenance.storecopy import CopyMismatch, copy_store
+
+    source_path = _settings(ctx).database
+    if is_postgres(source_path):
+        _fail("the source is already PostgreSQL; db copy reads a SQLite store", EXIT_USAGE)
+    if not is_postgres(target_url):
+        _fail(f"--to must be a postgresql:// URL, got {target_url!r}", EXIT_USAGE)
+    if not Path(source_path).is_file():
+        _fail(f"no SQLite store at {source_path}")
+    with contextlib.closing(db.open_database(source_path)) as source:
+        with contextlib.closing(db.open_database(target_url)) as target:
+            try:
+                copied = copy_store(source, target)
+            except CopyMismatch as exc:
+                _fail(f"the copy is incomplete: {exc}")
+    for table in copied:
+        click.echo(f"{table.table}: {table.target_rows} rows ({table.copied} copied now)")
+    click.echo("row counts match; next: PROVENANCE_DATABASE_URL=<the URL> provenance index rebuild")
 
 
 @main.command()

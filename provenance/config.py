@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 ENV_PREFIX = "PROVENANCE_"
+_SQLITE_SCHEME = "sqlite://"  # sqlite:///srv/store.sqlite3 names /srv/store.sqlite3
+_DATABASE_SCHEMES = ("postgresql://", "postgres://", _SQLITE_SCHEME + "/")
 # Who may see a record's preview, id and public fields in a verification answer without scope
 # "read": the caller whose image matched it (matched), nobody without an API key (none), anyone
 # (all). See the README's "Privacy".
@@ -19,6 +21,9 @@ class Settings:
 
     data_dir: Path = Path("data")
     db_path: Path | None = None
+    # postgresql://user@host/db: a store shared by several API hosts; sqlite:///path, or unset: the
+    # SQLite file at db_path.
+    database_url: str | None = None
     index_dir: Path | None = None
     # Signing credentials: a PEM chain (leaf first, then intermediates) and a PKCS#8 key.
     cert_chain_path: Path | None = None
@@ -70,21 +75,31 @@ class Settings:
             raise ValueError(
                 f"{ENV_PREFIX}PREVIEW_LINK_SECONDS must be at least 1, got {self.preview_link_seconds}"
             )
+        if self.database_url and not self.database_url.startswith(_DATABASE_SCHEMES):
+            raise ValueError(
+                f"{ENV_PREFIX}DATABASE_URL must be postgresql://... or sqlite:///...: {self.database_url!r}"
+            )
 
     def _path(self, given: Path | None, *default: str) -> Path:
         return Path(given) if given is not None else Path(self.data_dir).joinpath(*default)
 
     @property
-    def database(self) -> Path:
-        return self._path(self.db_path, "provenance.sqlite3")
+    def database(self) -> Path | str:
+        """The record store: a SQLite file's path, or a PostgreSQL URL."""
+        url = self.database_url
+        if url and url.startswith(_SQLITE_SCHEME):
+            return Path(url.removeprefix(_SQLITE_SCHEME))
+        return url or self._path(self.db_path, "provenance.sqlite3")
 
     @property
     def index_directory(self) -> Path:
         return self._path(self.index_dir, "index")
 
     @property
-    def rate_limits(self) -> Path:
-        return Path(self.data_dir) / "ratelimit.sqlite3"
+    def rate_limits(self) -> Path | str:
+        """With PostgreSQL the allowances are shared by every host, in the store's database."""
+        store = self.database
+        return store if isinstance(store, str) else Path(self.data_dir) / "ratelimit.sqlite3"
 
     @property
     def keys_directory(self) -> Path:

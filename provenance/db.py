@@ -1,13 +1,15 @@
-"""SQLite connections (WAL) and the schema, applied as ordered, named migrations."""
+"""Connections to the record store (SQLite or PostgreSQL) and the schema, applied as ordered,
+named migrations: one schema in SQLite's SQL, which provenance.engines translates for PostgreSQL."""
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from index import FingerprintStore
+from provenance.engines import Database, close_pools, connect
+
+__all__ = ["MIGRATIONS", "Database", "close_pools", "connect", "migrate", "open_database"]
 
 _RECORDS = """
 CREATE TABLE records (
@@ -96,9 +98,9 @@ CREATE TABLE tombstones (
 """
 
 
-def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
+def _statements(script: str) -> Callable[[Database], None]:
     # executescript() would commit the migration's transaction half-way; run statements one by one.
-    def apply(connection: sqlite3.Connection) -> None:
+    def apply(connection: Database) -> None:
         for statement in script.split(";"):
             if statement.strip():
                 connection.execute(statement)
@@ -106,7 +108,7 @@ def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     return apply
 
 
-MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("0001_records", _statements(_RECORDS)),
     ("0002_fingerprints", _statements(FingerprintStore.SCHEMA)),
     ("0003_api_keys", _statements(_API_KEYS)),
@@ -117,35 +119,13 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 
-def _enable_wal(connection: sqlite3.Connection, attempts: int = 50) -> None:
-    """Switch a database to WAL once. The switch takes an exclusive lock without honouring the busy
-    timeout, so processes that open a new database together retry it."""
-    for _ in range(attempts):
-        try:
-            if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
-                return
-            connection.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
-            time.sleep(0.1)
-    raise sqlite3.OperationalError("could not switch the database to WAL: it stays locked")
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection in WAL mode with explicit transactions (``with db:`` commits or rolls back)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    _enable_wal(connection)
-    connection.execute("PRAGMA synchronous = FULL")  # a returned signed image implies a durable record
-    connection.execute("PRAGMA foreign_keys = ON")
-    return connection
-
-
-def migrate(connection: sqlite3.Connection) -> list[str]:
-    """Apply the migrations not yet applied, each in its own transaction; returns their names."""
-    connection.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY)")
+def migrate(connection: Database) -> list[str]:
+    """Apply the migrations not yet applied, each in its own transaction holding the write lock, so
+    hosts that start together apply each exactly once; returns the names applied here."""
+    with connection:
+        # Under the lock: two PostgreSQL sessions creating the same table at once collide.
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY)")
     done = {row[0] for row in connection.execute("SELECT name FROM migrations")}
     applied = []
     for name, apply in MIGRATIONS:
@@ -166,8 +146,8 @@ def migrate(connection: sqlite3.Connection) -> list[str]:
     return applied
 
 
-def open_database(path: Path) -> sqlite3.Connection:
-    """Connect and bring the schema up to date."""
-    connection = connect(path)
+def open_database(target: Path | str) -> Database:
+    """Connect (to a SQLite file's path or a PostgreSQL URL) and bring the schema up to date."""
+    connection = connect(target)
     migrate(connection)
     return connection

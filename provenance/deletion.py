@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 
 from index import FingerprintStore
+from provenance.engines import Database
 from provenance.errors import NotFound
 from provenance.idempotency import IdempotencyStore
 from provenance.records import RecordStore, Tombstone
 
 
-def delete_generation(connection: sqlite3.Connection, generation_id: str) -> Tombstone:
+def delete_generation(connection: Database, generation_id: str) -> Tombstone:
     """Delete everything we hold about a generation but its tombstone, in one transaction.
 
     Every process's index drops the record's vectors when it next catches up (before its next

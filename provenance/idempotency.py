@@ -16,12 +16,13 @@ dropped when they expire.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+
+from provenance.engines import Database
 
 MAX_KEY_LENGTH = 255
 CLI_OWNER = "cli"
@@ -148,7 +149,7 @@ def _stamp(moment: datetime) -> str:
 class IdempotencyStore:
     """The idempotency_keys table on a caller-owned connection."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
 
     def find(self, key: IdempotencyKey, now: datetime) -> StoredAnswer | None:

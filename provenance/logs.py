@@ -47,4 +47,13 @@ class JsonFormatter(logging.Formatter):
 
 def json_logging_config() -> dict[str, object]:
     """gunicorn's ``logconfig_dict``: its loggers and ours through the JSON formatter."""
-    return {"formatters": {"generic": {"()": JsonFormatter}}}
+    # gunicorn merges this over its defaults one key deep, so the loggers are given whole: its
+    # defaults give gunicorn.error a handler of its own besides the root's (every line twice),
+    # and any logconfig_dict switches its access log on, beside ours that carries the request id.
+    return {
+        "formatters": {"generic": {"()": JsonFormatter}},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        },
+    }

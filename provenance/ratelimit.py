@@ -5,7 +5,9 @@ oracle: edit a picture until it no longer matches (DESIGN.md). Each client has a
 holding up to a minute's allowance and refilled at that rate, so a burst of a minute's worth
 is served at once and a steady client at the allowed pace. The buckets live in their own
 SQLite file, without fsync: after a crash a client at worst gets a fresh allowance (a torn
-file is dropped at start), and the record store's durability is untouched.
+file is dropped at start), and the record store's durability is untouched. With a PostgreSQL
+store they live there, shared by every host, in an UNLOGGED table for the same reasons (no WAL
+written; emptied after a crash).
 """
 
 from __future__ import annotations
@@ -16,42 +18,63 @@ import threading
 import time
 from pathlib import Path
 
+from provenance.engines import Database, SqliteDatabase, connect_postgres
+
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS buckets"
+    "CREATE {unlogged}TABLE IF NOT EXISTS buckets"
     " (client TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)"
 )
 logger = logging.getLogger(__name__)
 _PRUNE_EVERY = 256  # takes between deletions of buckets that have refilled (idle clients)
 
 
-def _open(path: Path) -> sqlite3.Connection:
+def _open(path: Path) -> Database:
     connection = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
     try:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = OFF")
-        connection.execute(_SCHEMA)
+        connection.execute(_SCHEMA.format(unlogged=""))
     except sqlite3.DatabaseError:
         connection.close()
         raise
+    return SqliteDatabase(connection)
+
+
+def _open_postgres(url: str) -> Database:
+    connection = connect_postgres(url)
+    with connection:
+        connection.begin_locked("rate-limit schema")  # hosts starting together would collide
+        connection.execute(_SCHEMA.format(unlogged="UNLOGGED "))
     return connection
 
 
 class RateLimiter:
-    """Token buckets by client name; thread-safe, and process-safe through SQLite's locking."""
+    """Token buckets by client name; thread-safe, and process-safe through the database's locks."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, store: Path | str) -> None:
+        """``store``: the SQLite file of the buckets, or the PostgreSQL store's URL."""
+        if isinstance(store, str):
+            self._connection = _open_postgres(store)
+        else:
+            self._connection = self._open_file(store)
+        self._lock = threading.Lock()
+        self._takes = 0
+
+    @staticmethod
+    def _open_file(path: Path) -> Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._connection = _open(path)
+            return _open(path)
         except sqlite3.DatabaseError:
             # Without fsync an operating-system crash can leave the file torn. Its buckets are
             # worth nothing next to a service that starts: begin again with full allowances.
             logger.warning("rate-limit state at %s is unreadable; starting afresh", path)
             for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 stale.unlink(missing_ok=True)
-            self._connection = _open(path)
-        self._lock = threading.Lock()
-        self._takes = 0
+            return _open(path)
+
+    def close(self) -> None:
+        self._connection.close()
 
     def take(self, client: str, count: int, per_minute: int, now: float | None = None) -> float:
         """Take ``count`` verifications from ``client``'s allowance of ``per_minute``; returns 0
@@ -62,7 +85,7 @@ class RateLimiter:
         rate = per_minute / 60.0
         with self._lock:
             connection = self._connection
-            connection.execute("BEGIN IMMEDIATE")
+            connection.begin_locked(f"rate limit {client}")
             try:
                 row = connection.execute(
                     "SELECT tokens, updated FROM buckets WHERE client = ?", (client,)

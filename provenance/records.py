@@ -1,11 +1,12 @@
-"""Generation records: what we know about every image we signed, and their SQLite table."""
+"""Generation records: what we know about every image we signed, and their table."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
+
+from provenance.engines import Database
 
 _COLUMNS = (
     "id, generation_id, created_at, model, public_json, private_json, mime_type, width, height, "
@@ -80,14 +81,14 @@ def _record(row: tuple[Any, ...]) -> GenerationRecord:
 class RecordStore:
     """Reads and writes generation records on a caller-owned connection."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
 
     def add(self, record: GenerationRecord) -> int:
         """Insert inside the caller's open transaction; returns the record's sequence id."""
         cursor = self._db.execute(
             f"INSERT INTO records ({_COLUMNS.removeprefix('id, ')}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 record.generation_id,
                 record.created_at,
@@ -104,8 +105,7 @@ class RecordStore:
                 record.thumbnail,
             ),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return int(cursor.fetchone()[0])
 
     def _one(self, where: str, value: object) -> GenerationRecord | None:
         row = self._db.execute(

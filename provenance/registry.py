@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any
 
 from index import FingerprintStore, ImageFingerprints, fingerprint_image
 from provenance.config import Settings
+from provenance.engines import Database
 from provenance.errors import IdempotencyKeyReused, InvalidMetadata, SigningUnavailable
 from provenance.idempotency import IdempotencyKey, IdempotencyStore, SignedDelta, StoredAnswer, request_sha256
 from provenance.imaging import SIGNABLE_FORMATS, decode_image, thumbnail_jpeg
@@ -139,13 +139,13 @@ class Registry:
         self,
         settings: Settings,
         signer: ManifestSigner,
-        after_commit: Callable[[sqlite3.Connection], None] | None = None,
+        after_commit: Callable[[Database], None] | None = None,
     ) -> None:
         self._settings = settings
         self._signer = signer
         self._after_commit = after_commit
 
-    def signer_on_record(self, connection: sqlite3.Connection) -> Signer:
+    def signer_on_record(self, connection: Database) -> Signer:
         """Our signing certificate as the signers record has it (enrolled on first use).
 
         Raises:
@@ -161,7 +161,7 @@ class Registry:
 
     def register(
         self,
-        connection: sqlite3.Connection,
+        connection: Database,
         data: bytes,
         request: GenerationRequest,
         filename: str = "image",
@@ -256,7 +256,7 @@ class Registry:
 
     @staticmethod
     def _insert(
-        connection: sqlite3.Connection,
+        connection: Database,
         record: GenerationRecord,
         signed: SignedImage,
         fingerprints: ImageFingerprints,
@@ -269,7 +269,7 @@ class Registry:
 
     @staticmethod
     def _replay(
-        connection: sqlite3.Connection, key: IdempotencyKey, fingerprint: str, data: bytes
+        connection: Database, key: IdempotencyKey, fingerprint: str, data: bytes
     ) -> Registration | None:
         """The first answer to ``key``, rebuilt from this (identical) upload; None for a new key."""
         started = time.perf_counter()

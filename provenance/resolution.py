@@ -13,10 +13,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import sqlite3
 from dataclasses import dataclass
 
 from index import FingerprintIndex, FingerprintStore, PdqHash, Thresholds, pdq_confidence, verdict_for
+from provenance.engines import Database
 from provenance.errors import BadRequest, NotFound
 from provenance.manifest import SOFT_BINDING_ALG
 from provenance.records import RecordStore
@@ -69,7 +69,7 @@ def decode_binding(alg: str, value: str) -> PdqHash:
 
 
 def matches_by_binding(
-    connection: sqlite3.Connection,
+    connection: Database,
     index: FingerprintIndex,
     thresholds: Thresholds,
     query: PdqHash,
@@ -94,7 +94,7 @@ def matches_by_binding(
 
 
 def matches_by_content(
-    connection: sqlite3.Connection, result: VerificationResult, max_results: int
+    connection: Database, result: VerificationResult, max_results: int
 ) -> tuple[ManifestMatch, ...]:
     """The records a /v1/verify result calls ``matched``, best first."""
     records = RecordStore(connection)
@@ -119,7 +119,7 @@ def _best(found: list[ManifestMatch], max_results: int) -> tuple[ManifestMatch, 
     return tuple(ManifestMatch(manifest_id, score) for manifest_id, score in ranked[:max_results])
 
 
-def manifest_store(connection: sqlite3.Connection, manifest_id: str) -> bytes:
+def manifest_store(connection: Database, manifest_id: str) -> bytes:
     """The stored manifest store labelled ``manifest_id``.
 
     Raises:

@@ -82,6 +82,7 @@ def prepare(settings: Settings) -> None:
     # writes of other processes unseen).
     with contextlib.closing(db.open_database(settings.database)) as connection:
         index = load_index(settings, connection)
+    db.close_pools()  # likewise PostgreSQL connections: each worker opens its own pool
     index.save(index_file(settings))
     logger.info("index saved with %d records", index.records)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from flask import current_app, g
 from index import Calibration, FingerprintIndex, FingerprintStore, IndexNotReady
 from provenance import db
 from provenance.config import Settings
+from provenance.engines import Database
 from provenance.errors import SigningUnavailable
 from provenance.manifest import ManifestReader
 from provenance.metrics import Metrics
@@ -32,7 +32,7 @@ def index_file(settings: Settings) -> Path:
     return settings.index_directory / "fingerprints.npz"
 
 
-def load_index(settings: Settings, connection: sqlite3.Connection) -> FingerprintIndex:
+def load_index(settings: Settings, connection: Database) -> FingerprintIndex:
     """The saved index caught up with the store, or one rebuilt from the store."""
     try:
         index = FingerprintIndex.load(index_file(settings))
@@ -95,8 +95,8 @@ def signer_lookup(settings: Settings, max_age: float = REFRESH_SECONDS) -> Calla
 
 def build_registry(
     settings: Settings,
-    connection: sqlite3.Connection,
-    after_commit: Callable[[sqlite3.Connection], None] | None = None,
+    connection: Database,
+    after_commit: Callable[[Database], None] | None = None,
 ) -> Registry:
     """The write path, its signer on record before its first signature.
 
@@ -117,7 +117,7 @@ def build_verifier(
 
 
 def build_services(settings: Settings, calibration: Calibration | None = None) -> Services:
-    def index_new_records(connection: sqlite3.Connection) -> None:
+    def index_new_records(connection: Database) -> None:
         index.catch_up(FingerprintStore(connection))
 
     registry: Registry | None = None
@@ -147,9 +147,9 @@ def services() -> Services:
     return found
 
 
-def request_db() -> sqlite3.Connection:
+def request_db() -> Database:
     """This request's connection, opened on first use and closed at teardown."""
     if "db" not in g:
         g.db = db.connect(services().settings.database)
-    connection: sqlite3.Connection = g.db
+    connection: Database = g.db
     return connection

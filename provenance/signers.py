@@ -9,7 +9,6 @@ hosts have no keys folder at all.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+
+from provenance.engines import Database
 
 CURRENT, RETIRED, REVOKED = "current", "retired", "revoked"
 REFRESH_SECONDS = 5.0  # how soon a verifying process sees another's revocation
@@ -80,7 +81,7 @@ def _signer(certificate: x509.Certificate, status: str) -> Signer:
 class SignerStore:
     """Reads and writes the signers table on a caller-owned connection."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
 
     def all(self) -> list[Signer]:

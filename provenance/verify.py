@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from index import (
     verdict_for,
 )
 from provenance.config import Settings
+from provenance.engines import Database
 from provenance.imaging import decode_image
 from provenance.manifest import ManifestReader, ManifestReport
 from provenance.records import GenerationRecord, RecordStore, Tombstone
@@ -61,7 +61,7 @@ class Verifier:
         self.calibration = calibration or Calibration()
         self._matcher = Matcher(index, self.calibration)
 
-    def verify(self, connection: sqlite3.Connection, data: bytes) -> VerificationResult:
+    def verify(self, connection: Database, data: bytes) -> VerificationResult:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 

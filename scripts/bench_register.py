@@ -4,17 +4,23 @@
 Prints one table: throughput, median latency and the median split by stage (decode, fingerprint,
 sign, commit, index). The baseline, measured in the same run, is c2pa signing alone (the
 irreducible cost); "x baseline" says how much a whole registration costs relative to it.
+The "HTTP ... SQLite|PostgreSQL" rows compare the two record stores over HTTP with 2 and 8
+concurrent clients (JPEG), PostgreSQL being a local PostgreSQL 15 with its default durability
+(fsync, synchronous commit), started for the run like the tests' one.
 
 Usage: .venv/bin/python scripts/bench_register.py [--count 60] [--http-clients 2] [--photos GLOB...]
+       [--engines-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import glob
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -37,6 +43,7 @@ from provenance.manifest import build_manifest  # noqa: E402
 from provenance.registry import GenerationRequest  # noqa: E402
 from provenance.services import build_services  # noqa: E402
 from provenance.signing import ManifestSigner  # noqa: E402
+from tests.postgres import PostgresCluster  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 STAGES = ("decode", "fingerprint", "sign", "commit", "index")
@@ -71,10 +78,10 @@ def photographs(patterns: list[str], count: int, fmt: str) -> list[bytes]:
     return [encoded(ImageOps.fit(Image.open(f).convert("RGB"), (1024, 1024)), fmt) for f in files]
 
 
-def fresh_settings(directory: Path) -> Settings:
+def fresh_settings(directory: Path, database_url: str | None = None) -> Settings:
     keys = directory / "keys"
     generate_dev_keys(KeyFiles.under(keys, keys / "chain.pem", keys / "signer.key", keys / "root.pem"))
-    return Settings(data_dir=directory)
+    return Settings(data_dir=directory, database_url=database_url)
 
 
 def bench_sign_only(settings: Settings, data: list[bytes], mime: str) -> float:
@@ -128,6 +135,7 @@ def bench_http(settings: Settings, data: list[bytes], clients: int, port: int) -
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "PROVENANCE_DATABASE_URL": settings.database_url or ""},
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -160,11 +168,37 @@ def bench_http(settings: Settings, data: list[bytes], clients: int, port: int) -
         server.wait(timeout=30)
 
 
+def bench_engines(data: list[bytes], port: int, rounds: int) -> list[tuple[str, float, float]]:
+    """HTTP registrations per second and median latency, SQLite against PostgreSQL: the median of
+    ``rounds`` runs each, the engines taking turns so that both see the same machine load."""
+    runs: dict[str, list[tuple[float, float]]] = {}
+    cluster = PostgresCluster.start(durable=True)
+    try:
+        for _ in range(rounds):
+            for clients in (2, 8):
+                for engine in ("SQLite", "PostgreSQL"):
+                    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
+                        url = stack.enter_context(cluster.database()) if engine == "PostgreSQL" else None
+                        rate, latencies = bench_http(fresh_settings(Path(scratch), url), data, clients, port)
+                    name = f"HTTP x{clients} clients, {engine}"
+                    runs.setdefault(name, []).append((rate, statistics.median(latencies)))
+    finally:
+        cluster.stop()
+    return [
+        (name, statistics.median(r for r, _ in found), statistics.median(m for _, m in found))
+        for name, found in runs.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=60)
     parser.add_argument("--http-clients", type=int, default=2)
     parser.add_argument("--port", type=int, default=18731)
+    parser.add_argument(
+        "--engines-only", action="store_true", help="only the SQLite / PostgreSQL comparison rows"
+    )
+    parser.add_argument("--engine-rounds", type=int, default=3, help="runs per engine row (median shown)")
     parser.add_argument(
         "--photos",
         metavar="GLOB",
@@ -174,7 +208,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     rows = []
-    for fmt, mime in (("JPEG", "image/jpeg"), ("PNG", "image/png")):
+    for fmt, mime in () if args.engines_only else (("JPEG", "image/jpeg"), ("PNG", "image/png")):
         data = photographs(args.photos, args.count, fmt) if args.photos else noisy_fixtures(args.count, fmt)
         with tempfile.TemporaryDirectory() as scratch:
             settings = fresh_settings(Path(scratch))
@@ -200,6 +234,9 @@ def main() -> None:
     for name, rate, median, split, ratio in rows:
         stages = " ".join(f"{split[s]:>11.1f}" if split else f"{'':>11}" for s in STAGES)
         print(f"{name:34} {rate:>7.1f} {median:>10.1f} {stages} {ratio:>11.1f}")
+    jpeg = photographs(args.photos, args.count, "JPEG") if args.photos else noisy_fixtures(args.count, "JPEG")
+    for name, rate, median in bench_engines(jpeg, args.port, args.engine_rounds):
+        print(f"{name:34} {rate:>7.1f} {median:>10.1f}")
 
 
 if __name__ == "__main__":

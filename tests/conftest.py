@@ -17,6 +17,7 @@ from provenance.apikeys import create_api_key
 from provenance.app import create_app
 from provenance.config import Settings
 from provenance.devkeys import KeyFiles, generate_dev_keys
+from tests.postgres import PostgresCluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -29,13 +30,43 @@ def dev_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return keys
 
 
-@pytest.fixture
-def settings(tmp_path: Path, dev_keys: Path) -> Settings:
-    data = tmp_path / "data"
-    (data / "keys").mkdir(parents=True)
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One PostgreSQL server for the run, started when the first test needs it."""
+    cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The store every test that builds Settings runs on: SQLite (None: the default file) and a
+    fresh PostgreSQL database. A test bound to one engine says so with
+    ``@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)``."""
+    if request.param == "sqlite":
+        yield None
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    with cluster.database() as url:
+        yield url
+
+
+def data_dir_with_keys(directory: Path, dev_keys: Path) -> Path:
+    (directory / "keys").mkdir(parents=True)
     for item in dev_keys.iterdir():
-        (data / "keys" / item.name).write_bytes(item.read_bytes())
-    return Settings(data_dir=data)
+        (directory / "keys" / item.name).write_bytes(item.read_bytes())
+    return directory
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, dev_keys: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    # The commands and servers a test starts find the store as in production: in the environment.
+    monkeypatch.setenv("PROVENANCE_DATABASE_URL", database_url or "")
+    return Settings(data_dir=data_dir_with_keys(tmp_path / "data", dev_keys), database_url=database_url)
 
 
 @pytest.fixture

@@ -400,3 +400,12 @@ def test_each_dihedral_hash_is_the_hash_of_that_variant() -> None:
     image = photo("astronaut").crop((0, 0, 500, 400))
     for variant, hashed in enumerate(pdq_dihedral(image)):
         assert pdq(dihedral_variant(image, variant)).distance(hashed) <= 4, variant
+
+
+def test_rows_after_reads_page_by_page_without_splitting_or_losing_a_record() -> None:
+    fingerprints = fingerprint_image(photo())
+    store = store_with_fingerprints({record_id: fingerprints for record_id in (2, 3, 5, 8, 13)})
+    for page_rows in (3, 4, 4096):  # each record has two rows: pages end inside and between records
+        rows = list(store.rows_after(2, search_module.INDEXED_DESCRIPTORS, page_rows=page_rows))
+        assert [r.record_id for r in rows] == [3, 5, 8, 13]
+        assert all(r.pdq == fingerprints.pdq and r.local_prefix for r in rows)

@@ -11,6 +11,8 @@ from provenance.signing import ManifestSigner
 from tests import transforms
 from tests.conftest import fixture_bytes
 
+# Manifests do not touch the store: one engine is enough.
+ONE_ENGINE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 GENERATION = "0b7e3c9a-5d2f-4f21-9a53-0c1d2e3f4a5b"
 
 
@@ -41,6 +43,7 @@ def test_the_manifest_names_its_generation_and_binds_the_pdq_hash() -> None:
     assert bytes(binding["blocks"][0]["value"]) == pdq(transforms.decode(image)).bits
 
 
+@ONE_ENGINE
 def test_a_signed_image_reads_back_as_trusted_with_its_generation(
     settings: Settings, reader: ManifestReader
 ) -> None:
@@ -51,6 +54,7 @@ def test_a_signed_image_reads_back_as_trusted_with_its_generation(
     assert report.claimed_generation_id == GENERATION and report.label == manifest_label(GENERATION)
 
 
+@ONE_ENGINE
 def test_an_image_without_a_manifest_or_with_a_broken_one(settings: Settings, reader: ManifestReader) -> None:
     image = fixture_bytes("coffee.jpg")
     assert not reader.read(image, "image/jpeg").present

@@ -80,8 +80,9 @@ def test_behind_a_proxy_the_forwarded_address_is_the_client(settings: Settings) 
     assert post_verify(direct, {"X-Forwarded-For": "203.0.113.4"}, address="192.0.2.9").status_code == 429
 
 
-def test_allowances_are_shared_by_processes_and_refill_with_time(tmp_path: Path) -> None:
-    first, second = RateLimiter(tmp_path / "limits.sqlite3"), RateLimiter(tmp_path / "limits.sqlite3")
+def test_allowances_are_shared_by_processes_and_refill_with_time(settings: Settings) -> None:
+    """Shared by the processes of one data directory, or with PostgreSQL by every host."""
+    first, second = RateLimiter(settings.rate_limits), RateLimiter(settings.rate_limits)
     assert first.take("a", 60, per_minute=60, now=1000.0) == 0
     assert second.take("a", 1, per_minute=60, now=1000.0) == 1.0  # one a second comes back
     assert second.take("b", 1, per_minute=60, now=1000.0) == 0

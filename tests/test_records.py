@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Iterator
 
 import pytest
 
 from provenance import db
 from provenance.config import Settings
+from provenance.engines import Database
 from provenance.records import GenerationRecord, RecordStore
 
 
 @pytest.fixture
-def connection(settings: Settings) -> Iterator[sqlite3.Connection]:
+def connection(settings: Settings) -> Iterator[Database]:
     with contextlib.closing(db.open_database(settings.database)) as opened:
         yield opened
 
@@ -37,7 +37,7 @@ def record(n: int) -> GenerationRecord:
     )
 
 
-def test_a_record_is_found_by_each_of_its_keys_as_it_was_stored(connection: sqlite3.Connection) -> None:
+def test_a_record_is_found_by_each_of_its_keys_as_it_was_stored(connection: Database) -> None:
     store = RecordStore(connection)
     with connection:
         first, second = store.add(record(1)), store.add(record(2))
@@ -51,7 +51,7 @@ def test_a_record_is_found_by_each_of_its_keys_as_it_was_stored(connection: sqli
     assert store.by_generation_id("no-such-id") is None and store.by_id(second + 1) is None
 
 
-def test_a_manifest_store_is_kept_with_its_record(connection: sqlite3.Connection) -> None:
+def test_a_manifest_store_is_kept_with_its_record(connection: Database) -> None:
     store = RecordStore(connection)
     with connection:
         record_id = store.add(record(1))
@@ -59,7 +59,7 @@ def test_a_manifest_store_is_kept_with_its_record(connection: sqlite3.Connection
     assert store.has_manifest_store(record_id) and store.manifest_store(record_id) == b"jumbf"
 
 
-def test_deleting_leaves_only_a_tombstone(connection: sqlite3.Connection) -> None:
+def test_deleting_leaves_only_a_tombstone(connection: Database) -> None:
     store = RecordStore(connection)
     with connection:
         record_id = store.add(record(3))

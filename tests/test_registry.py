@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from index import FingerprintStore
 from provenance import db
 from provenance.config import Settings
+from provenance.engines import Database
 from provenance.errors import IdempotencyKeyReused, UnsupportedMediaType
 from provenance.idempotency import IdempotencyKey
 from provenance.manifest import ManifestReader
@@ -23,28 +23,26 @@ REQUEST = GenerationRequest(model="diffusion-xl", public={"prompt_id": 7}, priva
 
 
 @pytest.fixture
-def connection(settings: Settings) -> Iterator[sqlite3.Connection]:
+def connection(settings: Settings) -> Iterator[Database]:
     with contextlib.closing(db.open_database(settings.database)) as opened:
         yield opened
 
 
 @pytest.fixture
-def committed() -> list[sqlite3.Connection]:
+def committed() -> list[Database]:
     return []
 
 
 @pytest.fixture
-def registry(
-    settings: Settings, connection: sqlite3.Connection, committed: list[sqlite3.Connection]
-) -> Registry:
+def registry(settings: Settings, connection: Database, committed: list[Database]) -> Registry:
     return build_registry(settings, connection, after_commit=committed.append)
 
 
 def test_a_registration_is_signed_recorded_and_fingerprinted(
     settings: Settings,
-    connection: sqlite3.Connection,
+    connection: Database,
     registry: Registry,
-    committed: list[sqlite3.Connection],
+    committed: list[Database],
 ) -> None:
     registration = registry.register(connection, fixture_bytes("coffee.jpg"), REQUEST, "coffee.jpg")
     record = registration.record
@@ -60,7 +58,7 @@ def test_a_registration_is_signed_recorded_and_fingerprinted(
 
 
 def test_an_image_that_cannot_be_signed_leaves_nothing_behind(
-    connection: sqlite3.Connection, registry: Registry, committed: list[sqlite3.Connection]
+    connection: Database, registry: Registry, committed: list[Database]
 ) -> None:
     with pytest.raises(UnsupportedMediaType):
         registry.register(connection, b"not an image", REQUEST)
@@ -68,7 +66,7 @@ def test_an_image_that_cannot_be_signed_leaves_nothing_behind(
 
 
 def test_an_idempotency_key_answers_its_first_registration_again(
-    connection: sqlite3.Connection, registry: Registry
+    connection: Database, registry: Registry
 ) -> None:
     key = IdempotencyKey.from_header("apikey:1", "retry-1")
     data = fixture_bytes("rocket.jpg")
