@@ -36,8 +36,6 @@ IVF_MIN_VECTORS = 200_000
 _RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much since the last time
 _NPROBE = 16
 _SEED = 20261125
-_WINDOW_GRID = 8  # densest-window voting: cells per side of the query
-_WINDOW_CELLS = 3  # window side, in cells
 
 
 def one_thread_per_process() -> None:
@@ -72,10 +70,10 @@ class Candidate:
 
 
 def _densest_window_votes(
-    record_ids: np.ndarray, positions: np.ndarray
+    record_ids: np.ndarray, positions: np.ndarray, grid_cells: int, window_cells: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per record, its votes inside the densest window of 3/8 x 3/8 of the query, and that
-    window's top-left cell (column, row).
+    """Per record, its votes inside the densest window of ``window_cells`` of ``grid_cells``
+    cells per side of the query (Retrieval: 3 of 8), and that window's top-left cell (column, row).
 
     A picture inside a screenshot holds a fraction of the query's descriptors; the page chrome
     around it (text, icons) gives its votes to every record with similar glyphs, and counted over
@@ -85,12 +83,12 @@ def _densest_window_votes(
     on 300 benchmark screenshots (and ranked crops, which fill the query, as well as counting
     over the whole query did).
     """
-    cells = np.clip((positions * _WINDOW_GRID).astype(np.int64), 0, _WINDOW_GRID - 1)
+    cells = np.clip((positions * grid_cells).astype(np.int64), 0, grid_cells - 1)
     unique_ids, row = np.unique(record_ids, return_inverse=True)
-    grid = np.zeros((len(unique_ids), _WINDOW_GRID + 1, _WINDOW_GRID + 1), np.int32)
+    grid = np.zeros((len(unique_ids), grid_cells + 1, grid_cells + 1), np.int32)
     np.add.at(grid, (row, cells[:, 1] + 1, cells[:, 0] + 1), 1)
     table = grid.cumsum(axis=1).cumsum(axis=2)  # summed-area table: any window's sum in 4 reads
-    w = _WINDOW_CELLS
+    w = window_cells
     windows = table[:, w:, w:] - table[:, :-w, w:] - table[:, w:, :-w] + table[:, :-w, :-w]
     flat = windows.reshape(len(unique_ids), -1)
     densest = flat.argmax(axis=1)
@@ -98,9 +96,9 @@ def _densest_window_votes(
     return unique_ids, flat[np.arange(len(unique_ids)), densest], np.stack([columns, rows], axis=1)
 
 
-def _window_fractions(corner: np.ndarray) -> tuple[float, float, float, float]:
-    left, top = (float(c) / _WINDOW_GRID for c in corner)
-    side = _WINDOW_CELLS / _WINDOW_GRID
+def _window_fractions(corner: np.ndarray, retrieval: Retrieval) -> tuple[float, float, float, float]:
+    left, top = (float(c) / retrieval.window_grid for c in corner)
+    side = retrieval.window_cells / retrieval.window_grid
     return (left, top, left + side, top + side)
 
 
@@ -271,11 +269,15 @@ class FingerprintIndex:
         if positions is None:
             record_ids, counts = np.unique(votes[:, 0], return_counts=True)
         else:
-            record_ids, counts, corners = _densest_window_votes(votes[:, 0], positions[votes[:, 1]])
+            record_ids, counts, corners = _densest_window_votes(
+                votes[:, 0], positions[votes[:, 1]], retrieval.window_grid, retrieval.window_cells
+            )
         order = np.lexsort((record_ids, -counts))[:limit]  # most votes first, ties by record id
         return [
             Candidate(
-                int(record_ids[i]), int(counts[i]), None if corners is None else _window_fractions(corners[i])
+                int(record_ids[i]),
+                int(counts[i]),
+                None if corners is None else _window_fractions(corners[i], retrieval),
             )
             for i in order
         ]
