@@ -12,10 +12,12 @@ written; emptied after a crash).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from provenance.engines import Database, SqliteDatabase, connect_postgres
@@ -53,10 +55,12 @@ class RateLimiter:
 
     def __init__(self, store: Path | str) -> None:
         """``store``: the SQLite file of the buckets, or the PostgreSQL store's URL."""
-        if isinstance(store, str):
-            self._connection = _open_postgres(store)
-        else:
-            self._connection = self._open_file(store)
+        # On PostgreSQL each take borrows a pooled connection: one held for the process's life
+        # would die with a database restart or failover and fail every later take.
+        self._url = store if isinstance(store, str) else None
+        self._connection = _open_postgres(store) if isinstance(store, str) else self._open_file(store)
+        if self._url is not None:
+            self._connection.close()
         self._lock = threading.Lock()
         self._takes = 0
 
@@ -74,7 +78,16 @@ class RateLimiter:
             return _open(path)
 
     def close(self) -> None:
-        self._connection.close()
+        if self._url is None:
+            self._connection.close()
+
+    @contextlib.contextmanager
+    def _database(self) -> Iterator[Database]:
+        if self._url is None:
+            yield self._connection
+            return
+        with contextlib.closing(connect_postgres(self._url)) as connection:
+            yield connection
 
     def take(self, client: str, count: int, per_minute: int, now: float | None = None) -> float:
         """Take ``count`` verifications from ``client``'s allowance of ``per_minute``; returns 0
@@ -83,8 +96,7 @@ class RateLimiter:
         now = time.time() if now is None else now
         count = min(count, per_minute)
         rate = per_minute / 60.0
-        with self._lock:
-            connection = self._connection
+        with self._lock, self._database() as connection:
             connection.begin_locked(f"rate limit {client}")
             try:
                 row = connection.execute(

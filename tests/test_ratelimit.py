@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 
+from provenance import db
 from provenance.app import create_app
 from provenance.config import Settings
 from provenance.ratelimit import RateLimiter
@@ -95,3 +98,17 @@ def test_unreadable_state_is_dropped_for_full_allowances(tmp_path: Path) -> None
     path = tmp_path / "limits.sqlite3"
     path.write_bytes(b"not a database, just what a crash left behind" * 100)
     assert RateLimiter(path).take("a", 1, per_minute=60, now=1000.0) == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_limiter_outlives_its_database_connections(settings: Settings) -> None:
+    """A database restart or failover ends every connection; a limiter that held one for the
+    process's life failed every later take."""
+    limiter = RateLimiter(settings.rate_limits)
+    assert limiter.take("a", 1, per_minute=60, now=1000.0) == 0
+    with contextlib.closing(db.connect(settings.database)) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    assert limiter.take("a", 1, per_minute=60, now=1000.0) == 0
