@@ -17,7 +17,7 @@ from provenance.idempotency import IdempotencyKey
 from provenance.records import GenerationRecord, RecordStore
 from provenance.registry import MAX_METADATA_BYTES, GenerationRequest, parse_metadata
 from provenance.rendering import record_json, tombstone_json, verification_json
-from provenance.services import request_db, services
+from provenance.services import release_request_db, request_db, services
 
 api = Blueprint("api", __name__, url_prefix="/v1")
 health = Blueprint("health", __name__)
@@ -173,6 +173,7 @@ def verify_batch() -> Response:
     for upload in uploads:
         try:
             results.append({"file": upload.filename, **_verify(upload.read(), key)})
+            release_request_db()  # the next image waits for the compute slot
         except ProvenanceError as exc:
             results.append(
                 {

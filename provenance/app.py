@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -20,7 +20,7 @@ from provenance.errors import (
 )
 from provenance.operations import operations
 from provenance.sbr import sbr
-from provenance.services import build_services
+from provenance.services import build_services, release_request_db
 from provenance.web import web
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.teardown_appcontext
     def close_db(_: BaseException | None) -> None:
-        connection = g.pop("db", None)
-        if connection is not None:
-            connection.close()
+        release_request_db()
 
     @app.errorhandler(ProvenanceError)
     def provenance_error(exc: ProvenanceError) -> Response:

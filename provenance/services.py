@@ -153,3 +153,12 @@ def request_db() -> Database:
         g.db = db.connect(services().settings.database)
     connection: Database = g.db
     return connection
+
+
+def release_request_db() -> None:
+    """Give this request's connection back now (closed at teardown otherwise): a request that
+    waits again, like a batch between its images, must not hold one of the store's pooled
+    connections meanwhile."""
+    connection = g.pop("db", None)
+    if connection is not None:
+        connection.close()
