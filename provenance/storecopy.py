@@ -73,7 +73,7 @@ def copy_store(
     for table in _tables(source):
         copied = _copy_table(source, target, table, batch_rows, after_batch)
         results.append(TableCopy(table, _count(source, table), _count(target, table), copied))
-    _continue_identities(target)
+    _continue_identities(source, target)
     wrong = [r for r in results if r.source_rows != r.target_rows]
     if wrong:
         counts = (f"{r.table}: {r.source_rows} in SQLite, {r.target_rows} in PostgreSQL" for r in wrong)
@@ -119,8 +119,11 @@ def _copy_table(
             after_batch(table, len(rows))
 
 
-def _continue_identities(target: Database) -> None:
-    """Ids were copied explicitly: move each identity past them, so new rows get fresh ids."""
+def _continue_identities(source: Database, target: Database) -> None:
+    """Ids were copied explicitly: move each identity past them, so new rows get fresh ids, and
+    past every id SQLite ever issued (AUTOINCREMENT never reuses the id of a deleted record,
+    which the removal log still names: a new record under it would be removed at once)."""
+    issued = dict(source.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
     identities = target.execute(
         "SELECT table_name, column_name FROM information_schema.columns"
         " WHERE is_identity = 'YES' AND table_schema = current_schema()"
@@ -128,5 +131,6 @@ def _continue_identities(target: Database) -> None:
     for table, column in identities:
         target.execute(
             f"SELECT setval(pg_get_serial_sequence('\"{table}\"', '{column}'),"
-            f' coalesce(max("{column}"), 0) + 1, false) FROM "{table}"'
+            f' greatest(coalesce(max("{column}"), 0), ?) + 1, false) FROM "{table}"',
+            (int(issued.get(table, 0)),),
         )

@@ -92,3 +92,33 @@ def test_db_migrate_reports_what_it_applied(runner: CliRunner, settings: Setting
     # The PostgreSQL test databases start from a migrated template; a SQLite one is new.
     assert ("applied 0001_records" in result.output) == (settings.database_url is None)
     assert ("up to date" in result.output) == (settings.database_url is not None)
+
+
+def test_a_copy_never_issues_again_the_id_of_a_deleted_record(
+    tmp_path: Path, dev_keys: Path, postgres_cluster: PostgresCluster
+) -> None:
+    """SQLite never reuses a deleted record's id, and the removal log still names it: a new
+    record under it in PostgreSQL would be dropped from every index at once."""
+    local = Settings(data_dir=data_dir_with_keys(tmp_path / "data", dev_keys))
+    key = api_key(local, "sign,read,verify,admin")
+    client = create_app(local).test_client()
+    register(client, key, fixture_bytes("coffee.jpg"))
+    newest = register(client, key, fixture_bytes("rocket.jpg"))
+    assert client.delete(f"/v1/generations/{newest.generation_id}", headers=bearer(key)).status_code == 200
+
+    with postgres_cluster.database() as url:
+        with contextlib.closing(db.open_database(local.database)) as source:
+            with contextlib.closing(db.open_database(url)) as target:
+                copy_store(source, target)
+        shared = replace(local, data_dir=data_dir_with_keys(tmp_path / "host", dev_keys), database_url=url)
+        served = create_app(shared).test_client()
+        new = register(served, key, fixture_bytes("chelsea.jpg"))
+        found = served.post(
+            "/v1/verify", data={"image": (io.BytesIO(new.data), "s.jpg")}, headers=bearer(key)
+        ).get_json()
+        assert found["verdict"] == "authentic" and found["matches"][0]["generation_id"] == new.generation_id
+        assert served.delete(f"/v1/generations/{new.generation_id}", headers=bearer(key)).status_code == 200
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
