@@ -113,14 +113,16 @@ def supported_algorithms() -> Response:
 
 @sbr.get("/matches/byBinding")
 def query_by_binding() -> Response:
-    require_scope(SCOPE)
+    # Each lookup counts as a verification: a hash computed after each edit would otherwise be an
+    # unlimited oracle for editing a picture until it no longer matches.
+    limit_verification(require_scope(SCOPE))
     query = decode_binding(_required_arg("alg"), _required_arg("value"))
     return _result(_binding_matches(query, _max_results()))
 
 
 @sbr.post("/matches/byBinding")
 def query_by_large_binding() -> Response:
-    require_scope(SCOPE)
+    limit_verification(require_scope(SCOPE))
     if request.mimetype != "application/json":
         raise UnsupportedMediaType('send {"alg": ..., "value": ...} as application/json')
     try:

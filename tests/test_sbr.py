@@ -434,3 +434,19 @@ def test_the_client_holds_real_responses_to_the_contract(
     monkeypatch.setattr("provenance.resolution.similarity_score", lambda confidence: 150)
     with pytest.raises(OpenAPIError, match="greater than the maximum"):
         by_content(sbr, fetch_key, signed_image.data)
+
+
+def test_binding_lookups_count_against_the_keys_allowance(settings: Settings, signed_image: Signed) -> None:
+    """A hash computed after each edit would otherwise be an unlimited oracle for editing a picture
+    until it no longer matches."""
+    limited = create_app(dataclasses.replace(settings, verify_per_minute_with_key=3)).test_client()
+    headers = bearer(api_key(settings, "fetch:manifests"))
+    query = {"alg": SOFT_BINDING_ALG, "value": soft_binding_value(signed_image.data)}
+    answers = [
+        limited.get(f"{PREFIX}/matches/byBinding", query_string=query, headers=headers).status_code,
+        limited.post(f"{PREFIX}/matches/byBinding", json=query, headers=headers).status_code,
+        limited.get(f"{PREFIX}/matches/byBinding", query_string=query, headers=headers).status_code,
+    ]
+    assert answers == [200, 200, 200]
+    refused = limited.post(f"{PREFIX}/matches/byBinding", json=query, headers=headers)
+    assert refused.status_code == 429 and refused.headers["Retry-After"]
