@@ -73,8 +73,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         status = exc.code or 500
         ours = _WERKZEUG_EQUIVALENTS.get(status)
         if ours is None:
-            return problem(status, exc.name, exc.description or exc.name)
-        return problem(status, ours.title, exc.description or exc.name, PROBLEM_BASE + ours.slug)
+            response = problem(status, exc.name, exc.description or exc.name)
+        else:
+            response = problem(status, ours.title, exc.description or exc.name, PROBLEM_BASE + ours.slug)
+        # The exception's own headers (Allow on a 405, as RFC 9110 requires), not its body's type.
+        response.headers.update((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+        return response
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> Response:

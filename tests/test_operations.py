@@ -272,3 +272,13 @@ def test_metrics_count_requests_verdicts_stages_registrations_and_index_lag(
     assert metric(text, "provenance_registrations_total") == 1
     assert metric(text, "provenance_store_last_record_id") == 1
     assert metric(text, "provenance_index_indexed_through") == 1
+
+
+def test_a_made_up_method_is_counted_as_other_and_a_405_names_the_allowed_ones(client: FlaskClient) -> None:
+    """Any upper-case token is a method to gunicorn: each one a new series, kept for good."""
+    for method in ("ZZ0QQ", "ZZ1QQ", "PUT"):
+        refused = client.open("/v1/verify", method=method)
+        assert refused.status_code == 405 and "POST" in refused.headers["Allow"]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "ZZ0QQ" not in text and "ZZ1QQ" not in text
+    assert metric(text, 'provenance_http_requests_total{method="other",route="unmatched",status="405"}') == 2
