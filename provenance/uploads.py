@@ -65,7 +65,7 @@ class _Upload:
         parts: list[bytes] = []
         wanted = size
         while wanted > 0:
-            data = self._counted(self._stream.read(min(wanted, _STEP)))
+            data = self._counted(self._pull(self._stream.read, min(wanted, _STEP)))
             if not data:
                 break
             parts.append(data)
@@ -73,7 +73,19 @@ class _Upload:
         return b"".join(parts)
 
     def readline(self, size: int | None = None) -> bytes:
-        return self._counted(self._stream.readline(size))
+        return self._counted(self._pull(self._stream.readline, size))
+
+    def _pull(self, source: Callable[[int | None], bytes], size: int | None) -> bytes:
+        # Once the watchdog has shut the socket's read side, a chunked body's reader raises
+        # (gunicorn's NoMoreData, an OSError) rather than returning what it had: still a 408.
+        try:
+            return source(size)
+        except OSError as exc:
+            if self.late:
+                raise RequestTimeout(
+                    f"the request body arrived slower than {self._min_rate} bytes a second"
+                ) from exc
+            raise
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")

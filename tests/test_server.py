@@ -283,17 +283,23 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 class SlowUploads:
-    """``count`` clients each sending a /v1/verify body at about 10 bytes a second."""
+    """``count`` clients each sending a /v1/verify body at about 10 bytes a second, with a
+    Content-Length or in chunks of one byte."""
 
-    def __init__(self, base: str, count: int) -> None:
+    def __init__(self, base: str, count: int, chunked: bool = False) -> None:
         port = int(base.rsplit(":", 1)[1])
         self._sockets = []
+        framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: 100000"
+        start = b'--b\r\nContent-Disposition: form-data; name="image"; filename="s.jpg"\r\n\r\n'
+        self._byte = b"1\r\nx\r\n" if chunked else b"x"
         for _ in range(count):
             connection = socket.create_connection(("127.0.0.1", port), timeout=5)
             connection.sendall(
                 b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
-                b'--b\r\nContent-Disposition: form-data; name="image"; filename="s.jpg"\r\n\r\n'
+                b"Content-Type: multipart/form-data; boundary=b\r\n"
+                + framing
+                + b"\r\n\r\n"
+                + (b"%x\r\n%s\r\n" % (len(start), start) if chunked else start)
             )
             self._sockets.append(connection)
         self._stop = threading.Event()
@@ -304,7 +310,7 @@ class SlowUploads:
         while not self._stop.wait(0.1):
             for connection in self._sockets:
                 with contextlib.suppress(OSError):
-                    connection.sendall(b"x")
+                    connection.sendall(self._byte)
 
     def answers(self, timeout: float) -> list[bytes]:
         """What each client has been answered, waiting up to ``timeout`` seconds in all."""
@@ -422,15 +428,16 @@ def test_metrics_add_up_every_worker_and_logs_are_json_lines_with_the_request_id
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_an_upload_slower_than_the_minimum_rate_ends_in_a_408_and_frees_its_thread(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, chunked: bool
 ) -> None:
     """One worker of two threads, both held by clients sending 10 bytes a second: after the
     grace second each gets a 408, and the thread serves others again."""
     env = {"PROVENANCE_THREADS": "2", "PROVENANCE_UPLOAD_GRACE_SECONDS": "1"}
     base, process = start_one(settings, tmp_path, env, workers=1)
     try:
-        uploads = SlowUploads(base, 2)
+        uploads = SlowUploads(base, 2, chunked)
         try:
             started = time.monotonic()
             answers = uploads.answers(timeout=5)
