@@ -288,12 +288,16 @@ def sign(
     if out:
         out.mkdir(parents=True, exist_ok=True)
 
-    inputs = {path.resolve() for path in files}
+    # Files, not paths: a hard link or another spelling of a name (case, bind mounts) is the same file.
+    inputs = {_file_identity(path) for path in files if path.exists()}
+    written: set[Path] = set()
 
     def sign_one(path: Path) -> dict[str, Any]:
         target = (out or path.parent) / f"{path.stem}-signed{path.suffix}"
-        if target.resolve() in inputs:
+        if target.exists() and _file_identity(target) in inputs:
             raise FileExistsError(errno.EEXIST, f"{target} is one of the inputs; it is never overwritten")
+        if target.resolve() in written:
+            raise FileExistsError(errno.EEXIST, f"{target} was written for another input of this run")
         exists = FileExistsError(errno.EEXIST, f"{target} exists; pass --overwrite to replace it")
         data = path.read_bytes()
         # Keyed by what is signed, so re-running a bulk run that died answers the files it had
@@ -309,6 +313,7 @@ def sign(
         if replay and target.exists() and not overwrite and target.read_bytes() != registration.signed:
             raise exists
         target.write_bytes(registration.signed)
+        written.add(target.resolve())
         return {
             "generation_id": registration.record.generation_id,
             "output": str(target),
@@ -317,6 +322,11 @@ def sign(
 
     if _each_file(files, sign_one, as_json, show_progress=len(files) > 3 and not as_json):
         sys.exit(EXIT_ERROR)
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_dev, status.st_ino
 
 
 @main.command()

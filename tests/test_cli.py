@@ -357,3 +357,29 @@ def test_a_bulk_sign_killed_mid_run_and_run_again_registers_each_file_once(
     assert sum(line["replayed"] for line in lines) == registered_before
     assert record_count(settings) == len(files)
     assert len({line["generation_id"] for line in lines}) == len(files)
+
+
+def test_sign_never_writes_into_an_input_by_another_name_nor_twice_to_one_output(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    """A hard link is another path to the same file, and two inputs of one name would share
+    an output in --out: the second would silently replace the first's."""
+    keep = tmp_path / "keep.jpg"
+    keep.write_bytes(fixture_bytes("rocket.jpg"))
+    (tmp_path / "coffee.jpg").write_bytes(fixture_bytes("coffee.jpg"))
+    os.link(keep, tmp_path / "coffee-signed.jpg")
+    coffee = str(tmp_path / "coffee.jpg")
+    linked = run(runner, settings, "sign", "--model", "m", "--overwrite", coffee, str(keep))
+    assert linked.exit_code == 1 and "is one of the inputs" in linked.output
+    assert keep.read_bytes() == fixture_bytes("rocket.jpg")
+
+    for folder, picture in (("x", "chelsea.jpg"), ("y", "astronaut.jpg")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.jpg").write_bytes(fixture_bytes(picture))
+    out = tmp_path / "out"
+    same = run(
+        runner, settings, "sign", "--model", "m", "--overwrite", "--out", str(out),
+        str(tmp_path / "x" / "a.jpg"), str(tmp_path / "y" / "a.jpg"),
+    )  # fmt: skip
+    assert same.exit_code == 1 and "another input of this run" in same.output
+    assert len(list(out.iterdir())) == 1
