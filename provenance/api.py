@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -85,8 +86,18 @@ def create_generation() -> Response:
     return response
 
 
+def _issued_id(generation_id: str) -> str:
+    """Our generation ids are UUIDs: anything else names no generation. (A NUL in one was a 500
+    on PostgreSQL, whose text cannot hold it.)"""
+    try:
+        uuid.UUID(generation_id)
+    except ValueError:
+        raise NotFound(f"no generation with id {generation_id!r}") from None
+    return generation_id
+
+
 def _record_or_404(generation_id: str) -> GenerationRecord:
-    record = RecordStore(request_db()).by_generation_id(generation_id)
+    record = RecordStore(request_db()).by_generation_id(_issued_id(generation_id))
     if record is None:
         raise NotFound(f"no generation with id {generation_id}")
     return record
@@ -102,7 +113,7 @@ def get_generation(generation_id: str) -> Response:
 def delete_generation_by_id(generation_id: str) -> Response:
     """Deletes the record, its preview, manifest store and fingerprints; answers the tombstone."""
     require_scope("admin")
-    tombstone = delete_generation(request_db(), generation_id)
+    tombstone = delete_generation(request_db(), _issued_id(generation_id))
     # This process drops the record at once; the others when they next catch up (before any search).
     services().index.catch_up(FingerprintStore(request_db()))
     return jsonify(tombstone_json(tombstone))

@@ -106,8 +106,8 @@ class GenerationRequest:
         if unknown:
             raise InvalidMetadata(f"unknown metadata field(s): {', '.join(sorted(unknown))}")
         model = value.get("model")
-        if not isinstance(model, str) or not model.strip() or len(model) > 200:
-            raise InvalidMetadata("metadata.model must be a non-empty string of at most 200 chars")
+        if not isinstance(model, str) or not model.strip() or len(model) > 200 or "\x00" in model:
+            raise InvalidMetadata("metadata.model must be a non-empty string of at most 200 chars, no NUL")
         for part in ("public", "private"):
             if not isinstance(value.get(part, {}), dict):
                 raise InvalidMetadata(f"metadata.{part} must be a JSON object")

@@ -147,6 +147,7 @@ def test_decompression_bomb_is_refused_before_decoding(settings: Settings) -> No
         '{"model": "m", "public": {"n": -Infinity}}',
         '{"model": "m", "public": {"n": 1e999}}',
         '{"model": "m", "public": {"s": "\\ud800"}}',
+        '{"model": "a\\u0000b"}',  # PostgreSQL's text cannot hold a NUL: it was a 500 there
     ],
 )
 def test_missing_or_invalid_metadata_is_400(
@@ -474,3 +475,11 @@ def test_every_error_the_service_produces_has_its_documented_problem_type(
         body = assert_problem(response, status)
         assert body["type"] == f"/problems/{slug}", body
         assert "Traceback" not in body["detail"]
+
+
+def test_a_generation_id_that_is_no_uuid_names_no_generation(client: FlaskClient, settings: Settings) -> None:
+    """A NUL in the path was a 500 on PostgreSQL, whose text cannot hold it."""
+    headers = {"Authorization": f"Bearer {api_key(settings, 'read,admin')}"}
+    for path in ("/v1/generations/a%00b", "/v1/generations/a%00b/thumbnail", "/v1/generations/missing"):
+        assert_problem(client.get(path, headers=headers), 404)
+    assert_problem(client.delete("/v1/generations/a%00b", headers=headers), 404)
