@@ -25,7 +25,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,7 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from provenance import db  # noqa: E402
 from provenance.apikeys import create_api_key  # noqa: E402
+from provenance.config import Settings  # noqa: E402
 from provenance.devkeys import KeyFiles, generate_dev_keys  # noqa: E402
+from tests.test_server import free_port, start_server, wait_ready  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 REGISTERED = ("coffee", "chelsea", "astronaut", "rocket")
@@ -81,39 +82,6 @@ def suspects() -> list[bytes]:
         out.append(jpeg(image.crop((width // 5, height // 5, width * 4 // 5, height * 4 // 5))))
     out.append((FIXTURES / "hubble.jpg").read_bytes())
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "provenance", "--data-dir", str(data_dir), "serve", "--port", str(port)]
-    unlimited = {"PROVENANCE_VERIFY_PER_MINUTE": "0", "PROVENANCE_VERIFY_PER_MINUTE_WITH_KEY": "0"}
-    with log.open("wb") as sink:
-        return subprocess.Popen(
-            command,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **unlimited},
-            start_new_session=True,
-        )
-
-
-def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit("the server exited before it was ready; see its log")
-        try:
-            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{base} not ready after {timeout} s")
 
 
 def registration_call(base: str, key: str, counter: list[int]) -> Callable[[requests.Session], bool]:
@@ -238,9 +206,11 @@ def main() -> None:
             key = create_api_key(connection, frozenset({"sign"}), "bench")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = start_server(data_dir, port, Path(scratch) / "server.log")
+        log = Path(scratch) / "server.log"
+        unlimited = {"PROVENANCE_VERIFY_PER_MINUTE": "0", "PROVENANCE_VERIFY_PER_MINUTE_WITH_KEY": "0"}
+        server = start_server(Settings(data_dir=data_dir), port, 2, log, unlimited)
         try:
-            wait_ready(base, server)
+            wait_ready(base, server, log, timeout=120)
             registered = [0]
             register = registration_call(base, key, registered)
             with requests.Session() as session:

@@ -17,8 +17,6 @@ import argparse
 import collections
 import contextlib
 import io
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,15 +30,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from provenance.config import Settings  # noqa: E402
 from tests import mutations  # noqa: E402
+from tests.test_server import free_port, start_server, wait_ready  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def cli(data_dir: Path, *args: str) -> str:
@@ -58,34 +52,12 @@ def own_server() -> Iterator[tuple[str, str]]:
             data_dir, "apikey", "create", "--scope", "sign,read,verify,fetch:manifests", "--name", "fuzz"
         )
         port = free_port()
-        env = {
-            **os.environ,
-            "PROVENANCE_VERIFY_PER_MINUTE": "0",
-            "PROVENANCE_VERIFY_PER_MINUTE_WITH_KEY": "0",
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "provenance",
-            "--data-dir",
-            str(data_dir),
-            "serve",
-            "--port",
-            str(port),
-        ]
-        with (Path(folder) / "server.log").open("wb") as log:
-            server = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
+        unlimited = {"PROVENANCE_VERIFY_PER_MINUTE": "0", "PROVENANCE_VERIFY_PER_MINUTE_WITH_KEY": "0"}
+        log = Path(folder) / "server.log"
+        server = start_server(Settings(data_dir=data_dir), port, 2, log, unlimited)
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(600):
-                with contextlib.suppress(requests.ConnectionError):
-                    if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
-                        break
-                time.sleep(0.1)
-            else:
-                raise SystemExit(f"the server did not get ready; see {folder}/server.log")
+            wait_ready(url, server, log, timeout=60)
             yield url, key
         finally:
             server.terminate()
