@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ IVF_MIN_VECTORS = 200_000
 _RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much since the last time
 _NPROBE = 16
 _SEED = 20261125
+# Any: faiss's Python-callback readers and writers exist only at run time (SWIG).
+_callback_io: Any = faiss
 
 
 def one_thread_per_process() -> None:
@@ -292,31 +295,39 @@ class FingerprintIndex:
     def save(self, path: Path) -> None:
         """Write both indexes and the last record id to one file, atomically (temp file + rename).
 
-        One file, so that a process loading it never pairs indexes of different ages.
+        One file, so that a process loading it never pairs indexes of different ages. It is an
+        ``.npz`` archive (``np.load`` reads it), written a chunk at a time: a whole serialised
+        copy of the index, freed after writing, would stay in the process's heap (glibc keeps
+        freed memory of that size), and a server saves in the process its workers fork from.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
         with self._lock:
-            with temporary.open("wb") as handle:
-                np.savez(
-                    handle,
-                    pdq=faiss.serialize_index_binary(self._pdq),
-                    local=faiss.serialize_index_binary(self._local.index),
-                    state=np.array(
-                        [self.last_record_id, self.records, self._local.trained_at, self.last_removal_seq]
-                    ),
-                )
+            state = np.array(
+                [self.last_record_id, self.records, self._local.trained_at, self.last_removal_seq]
+            )
+            with zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                _write_member(archive, "pdq", self._pdq)
+                _write_member(archive, "local", self._local.index)
+                with archive.open("state.npy", "w") as member:
+                    np.lib.format.write_array(member, state)
         temporary.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> FingerprintIndex:
-        """Load a saved index; raises IndexNotReady when there is none (rebuild from the store)."""
+        """Load a saved index; raises IndexNotReady when there is none (rebuild from the store).
+
+        Each index is read straight from the file into FAISS's own arrays: reading a whole
+        member into memory first tripled a loading process's peak, and most of it stayed
+        allocated as freed heap (51 MB of RSS for a 17.8 MB index).
+        """
         try:
-            with np.load(path) as saved:
-                pdq_index = faiss.deserialize_index_binary(saved["pdq"])
-                local_index = faiss.deserialize_index_binary(saved["local"])
-                state = [int(v) for v in saved["state"]]
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            with zipfile.ZipFile(path) as archive:
+                pdq_index = _read_member(archive, "pdq")
+                local_index = _read_member(archive, "local")
+                with archive.open("state.npy") as member:
+                    state = [int(v) for v in np.lib.format.read_array(member)]
+        except (OSError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
             raise IndexNotReady(f"no usable saved index at {path}: {exc}") from exc
         last, records, trained_at = state[:3]
         # Files saved before deletions existed hold three numbers: no removal applied yet.
@@ -338,3 +349,33 @@ class FingerprintIndex:
         index = cls()
         index.catch_up(store)
         return index
+
+
+def _serialised_size(index: Any) -> int:
+    size = 0
+
+    def count(chunk: bytes) -> None:
+        nonlocal size
+        size += len(chunk)
+
+    faiss.write_index_binary(index, _callback_io.PyCallbackIOWriter(count))
+    return size
+
+
+def _write_member(archive: zipfile.ZipFile, name: str, index: Any) -> None:
+    """``index`` serialised as the byte array ``name`` of an .npz archive, a chunk at a time (the
+    .npy header states the length, so the index is serialised twice: once only to count)."""
+    header = {"descr": "|u1", "fortran_order": False, "shape": (_serialised_size(index),)}
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_2_0(member, header)
+        faiss.write_index_binary(index, _callback_io.PyCallbackIOWriter(member.write))
+
+
+def _read_member(archive: zipfile.ZipFile, name: str) -> Any:
+    with archive.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            np.lib.format.read_array_header_1_0(member)
+        else:
+            np.lib.format.read_array_header_2_0(member)
+        return faiss.read_index_binary(_callback_io.PyCallbackIOReader(member.read))
