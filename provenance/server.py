@@ -1,4 +1,9 @@
-"""Production serving: gunicorn with N worker processes, each building its own services after fork."""
+"""Production serving: gunicorn with N worker processes, each building its own services after fork.
+
+The index is the exception: the master loads it once and every worker inherits it by fork, so a
+host holds one copy (pages shared copy-on-write; a worker's catch-up copies only the few pages
+its additions touch) instead of one per worker.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
-from index import one_thread_per_process
+from index import FingerprintIndex, one_thread_per_process
 from provenance import db
 from provenance.app import create_app
 from provenance.config import Settings
@@ -35,8 +40,9 @@ class _ThreadWorker(ThreadWorker):  # type: ignore[misc]
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, index: FingerprintIndex) -> None:
         self._settings = settings
+        self._index = index
         super().__init__()
 
     def load_config(self) -> None:
@@ -67,7 +73,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         # Runs in each worker after fork: c2pa objects must not cross a fork.
         one_thread_per_process()
-        app = create_app(self._settings)
+        app = create_app(self._settings, self._index)
         if self._settings.upload_min_rate > 0:
             app.wsgi_app = MinimumUploadRate(  # type: ignore[method-assign]
                 app.wsgi_app, self._settings.upload_min_rate, self._settings.upload_grace_seconds
@@ -75,8 +81,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return app
 
 
-def prepare(settings: Settings) -> None:
-    """Migrate the store and refresh the saved index once, so workers start from a fresh file."""
+def prepare(settings: Settings) -> FingerprintIndex:
+    """Migrate the store, and load the index caught up with it for the workers to inherit; saved,
+    so that the next start reads a fresh file."""
     # Closed here, not left to the garbage collector: an SQLite connection that survives into
     # gunicorn's fork shares its locks with the workers and breaks theirs (disk I/O errors,
     # writes of other processes unseen).
@@ -85,6 +92,7 @@ def prepare(settings: Settings) -> None:
     db.close_pools()  # likewise PostgreSQL connections: each worker opens its own pool
     index.save(index_file(settings))
     logger.info("index saved with %d records", index.records)
+    return index
 
 
 @contextlib.contextmanager
@@ -106,7 +114,7 @@ def run_server(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    prepare(settings)
+    index = prepare(settings)
     with metrics_directory(settings) as directory:
         use_directory(directory)
-        _Gunicorn(dataclasses.replace(settings, metrics_dir=directory)).run()
+        _Gunicorn(dataclasses.replace(settings, metrics_dir=directory), index).run()
