@@ -19,7 +19,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
-from index import FingerprintIndex, one_thread_per_process
+from index import FingerprintIndex, FingerprintStore, one_thread_per_process
 from provenance import db
 from provenance.app import create_app
 from provenance.config import Settings
@@ -65,6 +65,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         # each request's line (with its request id), so gunicorn's own access log stays off.
         self.cfg.set("logconfig_dict", json_logging_config())
         self.cfg.set("child_exit", self._child_exit)
+        # Each worker adds the records registered since it was forked to its own pages. One forked
+        # later (after a crash, or every one on HUP) inherits the master's index, caught up here
+        # first: those records are then held once per host again.
+        self.cfg.set("pre_fork", self._catch_up_before_fork)
+
+    def _catch_up_before_fork(self, _: object, __: object) -> None:
+        try:
+            # Closed before the fork, as in prepare().
+            with contextlib.closing(db.connect(self._settings.database)) as connection:
+                self._index.catch_up(FingerprintStore(connection))
+            db.close_pools()
+        except Exception:  # the worker catches up itself: only sharing is lost
+            logger.exception("the master could not catch its index up before forking a worker")
 
     def _child_exit(self, _: object, worker: Any) -> None:
         assert self._settings.metrics_dir is not None

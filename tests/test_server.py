@@ -533,3 +533,5 @@ def test_workers_sharing_their_masters_index_each_find_records_registered_before
             assert all(v == {"matched"} for v in after_crash.values()), after_crash
     finally:
         stop(process)
+    (log,) = tmp_path.glob("server-*.log")
+    assert "could not catch its index up" not in log.read_text()  # the master's copy was caught up
