@@ -1,8 +1,8 @@
 """Production serving: gunicorn with N worker processes, each building its own services after fork.
 
 The index is the exception: the master loads it once and every worker inherits it by fork, so a
-host holds one copy (pages shared copy-on-write; a worker's catch-up copies only the few pages
-its additions touch) instead of one per worker.
+host holds one copy (pages shared copy-on-write, never written by the workers: each adds what is
+registered later to indexes of its own) instead of one per worker.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         # Runs in each worker after fork: c2pa objects must not cross a fork.
         one_thread_per_process()
+        self._index.freeze()  # this worker's additions go apart: the master's pages stay shared
         app = create_app(self._settings, self._index)
         if self._settings.upload_min_rate > 0:
             app.wsgi_app = MinimumUploadRate(  # type: ignore[method-assign]
