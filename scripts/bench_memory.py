@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,32 +109,51 @@ def pss_bytes(pids: list[int]) -> int:
     return total
 
 
-def host_pss(tree: Path, data_dir: Path, workers: int, log: Path) -> int:
-    """Summed PSS of a ready server once it stops changing (each worker loaded, none growing)."""
+@contextlib.contextmanager
+def serving(
+    tree: Path, data_dir: Path, workers: int, log: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    """``provenance serve`` from ``tree``, ready: its base URL, process and seconds to /readyz."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, "-m", "provenance", "--data-dir", str(data_dir), "serve"]
     command += ["--port", str(port), "--workers", str(workers)]
+    started = time.monotonic()
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            command, cwd=tree, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            command,
+            cwd=tree,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {}), "PYTHONPATH": str(tree)},
         )
     try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log, timeout=300)
-        deadline = time.monotonic() + SETTLE_SECONDS
-        previous = -1
-        while time.monotonic() < deadline:
-            pids = process_tree(process.pid)
-            current = pss_bytes(pids) if len(pids) == workers + 1 else -1
-            if current > 0 and abs(current - previous) < 0.005 * current:
-                return current
-            previous = current
-            time.sleep(2)
-        raise SystemExit(f"PSS of {tree} with {workers} workers did not settle in {SETTLE_SECONDS}s")
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base, process, log, timeout=600)
+        yield base, process, time.monotonic() - started
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
+
+
+def settled_pss(process: subprocess.Popen[bytes], workers: int) -> int:
+    """Summed PSS of a server once it stops changing (each worker loaded, none growing)."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    previous = -1
+    while time.monotonic() < deadline:
+        pids = process_tree(process.pid)
+        current = pss_bytes(pids) if len(pids) == workers + 1 else -1
+        if current > 0 and abs(current - previous) < 0.005 * current:
+            return current
+        previous = current
+        time.sleep(2)
+    raise SystemExit(f"PSS of a server with {workers} workers did not settle in {SETTLE_SECONDS}s")
+
+
+def host_pss(tree: Path, data_dir: Path, workers: int, log: Path) -> int:
+    with serving(tree, data_dir, workers, log) as (_, process, _):
+        return settled_pss(process, workers)
 
 
 def disk_bytes(path: Path) -> int:
