@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ IVF_MIN_VECTORS = 200_000
 _RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much since the last time
 _NPROBE = 16
 _SEED = 20261125
+# Any: faiss's Python-callback readers and writers exist only at run time (SWIG).
+_callback_io: Any = faiss
 
 
 def one_thread_per_process() -> None:
@@ -102,6 +105,21 @@ def _window_fractions(corner: np.ndarray, retrieval: Retrieval) -> tuple[float, 
     return (left, top, left + side, top + side)
 
 
+def _nearest(indexes: list[Any], codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and labels of the ``k`` nearest neighbours of each code among all ``indexes``
+    (fewer where they hold fewer), closest first."""
+    found = [index.search(codes, min(k, int(index.ntotal))) for index in indexes if index.ntotal]
+    if not found:
+        empty = np.zeros((len(codes), 0), np.int64)
+        return empty.astype(np.int32), empty
+    distances = np.concatenate([d for d, _ in found], axis=1)
+    labels = np.concatenate([ids for _, ids in found], axis=1)
+    if len(found) > 1:
+        order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+        distances, labels = np.take_along_axis(distances, order, 1), np.take_along_axis(labels, order, 1)
+    return distances, labels
+
+
 def _as_codes(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.uint8).reshape(-1, PDQ_BITS // 8)
 
@@ -161,28 +179,40 @@ class _LocalDescriptorIndex:
     def remove(self, record_ids: np.ndarray) -> None:
         self.index.remove_ids(record_ids)
 
-    def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.ntotal == 0:
-            empty = np.zeros((len(codes), 0), np.int64)
-            return empty.astype(np.int32), empty
-        distances, labels = self.index.search(codes, min(k, self.ntotal))
-        return distances, labels
-
 
 class FingerprintIndex:
     """PDQ and local-descriptor indexes for every record up to ``last_record_id``, less the
     removals logged up to ``last_removal_seq``.
 
     Thread-safe: one lock guards catch-up and queries (Flask may serve requests in threads).
+    After ``freeze``, the vectors held then sit apart from those added later, never written again.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pdq: Any = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(PDQ_BITS))
         self._local = _LocalDescriptorIndex()
+        self._frozen: list[tuple[Any, _LocalDescriptorIndex]] = []
         self.last_record_id = 0
         self.last_removal_seq = 0
         self.records = 0
+
+    def freeze(self) -> None:
+        """Add later records to new indexes of their own, leaving the present ones as they are.
+
+        For a worker forked from the process that loaded the index: the pages they share stay
+        shared. Added to in place, they did not: an addition reallocates its inverted list, and
+        a few hundred records touch every list (1,000 new records cost each of two workers a
+        private copy of the whole index: 114 KB per new record per host). Removals still write
+        the frozen indexes, as they are rare. A frozen index is not saved (workers never save).
+        """
+        with self._lock:
+            self._frozen.append((self._pdq, self._local))
+            self._pdq = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(PDQ_BITS))
+            self._local = _LocalDescriptorIndex()
+
+    def _parts(self) -> list[tuple[Any, _LocalDescriptorIndex]]:
+        return [*self._frozen, (self._pdq, self._local)]
 
     def _add_rows(self, rows: IndexRows) -> None:
         if rows.pdq is not None:
@@ -220,17 +250,17 @@ class FingerprintIndex:
         # process, holding the lock (a search waits): 8 ms at 10,000 records, 141 ms at 100,000
         # (scripts/bench_deletion.py --records 10000 100000; a search of 500 descriptors takes
         # 20 and 74 ms). Deletions are rare.
-        removed = int(self._pdq.remove_ids(record_ids))
-        self._local.remove(record_ids)
-        self.records -= removed
+        for pdq, local in self._parts():
+            self.records -= int(pdq.remove_ids(record_ids))
+            local.remove(record_ids)
 
     def search_pdq(self, hashes: list[PdqHash], max_distance: int, k: int = 8) -> dict[int, PdqHit]:
         """Per record within ``max_distance`` of any of the query hashes: the closest of them."""
+        if not hashes:
+            return {}
+        codes = _as_codes(np.stack([np.frombuffer(h.bits, np.uint8) for h in hashes]))
         with self._lock:
-            if self._pdq.ntotal == 0 or not hashes:
-                return {}
-            codes = _as_codes(np.stack([np.frombuffer(h.bits, np.uint8) for h in hashes]))
-            distances, labels = self._pdq.search(codes, min(k, self._pdq.ntotal))
+            distances, labels = _nearest([pdq for pdq, _ in self._parts()], codes, k)
         best: dict[int, PdqHit] = {}
         for variant, (row_distances, row_labels) in enumerate(zip(distances, labels, strict=True)):
             for distance, label in zip(row_distances, row_labels, strict=True):
@@ -259,7 +289,8 @@ class FingerprintIndex:
         if len(descriptors) == 0:
             return []
         with self._lock:
-            distances, labels = self._local.search(_as_codes(descriptors), retrieval.neighbours)
+            indexes = [local.index for _, local in self._parts()]
+            distances, labels = _nearest(indexes, _as_codes(descriptors), retrieval.neighbours)
         close = (labels >= 0) & (distances <= retrieval.max_distance)
         rows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[close]
         votes = np.unique(np.stack([labels[close], rows], axis=1), axis=0)  # (record, descriptor)
@@ -286,37 +317,49 @@ class FingerprintIndex:
         """Approximate RAM held by both indexes (their serialised size)."""
         with self._lock:
             return sum(
-                int(faiss.serialize_index_binary(index).size) for index in (self._pdq, self._local.index)
+                int(faiss.serialize_index_binary(index).size)
+                for pdq, local in self._parts()
+                for index in (pdq, local.index)
             )
 
     def save(self, path: Path) -> None:
         """Write both indexes and the last record id to one file, atomically (temp file + rename).
 
-        One file, so that a process loading it never pairs indexes of different ages.
+        One file, so that a process loading it never pairs indexes of different ages. It is an
+        ``.npz`` archive (``np.load`` reads it), written a chunk at a time: a whole serialised
+        copy of the index, freed after writing, would stay in the process's heap (glibc keeps
+        freed memory of that size), and a server saves in the process its workers fork from.
         """
+        if self._frozen:
+            raise RuntimeError("a frozen index is not saved: save the one it was frozen from")
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
         with self._lock:
-            with temporary.open("wb") as handle:
-                np.savez(
-                    handle,
-                    pdq=faiss.serialize_index_binary(self._pdq),
-                    local=faiss.serialize_index_binary(self._local.index),
-                    state=np.array(
-                        [self.last_record_id, self.records, self._local.trained_at, self.last_removal_seq]
-                    ),
-                )
+            state = np.array(
+                [self.last_record_id, self.records, self._local.trained_at, self.last_removal_seq]
+            )
+            with zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                _write_member(archive, "pdq", self._pdq)
+                _write_member(archive, "local", self._local.index)
+                with archive.open("state.npy", "w") as member:
+                    np.lib.format.write_array(member, state)
         temporary.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> FingerprintIndex:
-        """Load a saved index; raises IndexNotReady when there is none (rebuild from the store)."""
+        """Load a saved index; raises IndexNotReady when there is none (rebuild from the store).
+
+        Each index is read straight from the file into FAISS's own arrays: reading a whole
+        member into memory first tripled a loading process's peak, and most of it stayed
+        allocated as freed heap (51 MB of RSS for a 17.8 MB index).
+        """
         try:
-            with np.load(path) as saved:
-                pdq_index = faiss.deserialize_index_binary(saved["pdq"])
-                local_index = faiss.deserialize_index_binary(saved["local"])
-                state = [int(v) for v in saved["state"]]
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            with zipfile.ZipFile(path) as archive:
+                pdq_index = _read_member(archive, "pdq")
+                local_index = _read_member(archive, "local")
+                with archive.open("state.npy") as member:
+                    state = [int(v) for v in np.lib.format.read_array(member)]
+        except (OSError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
             raise IndexNotReady(f"no usable saved index at {path}: {exc}") from exc
         last, records, trained_at = state[:3]
         # Files saved before deletions existed hold three numbers: no removal applied yet.
@@ -338,3 +381,33 @@ class FingerprintIndex:
         index = cls()
         index.catch_up(store)
         return index
+
+
+def _serialised_size(index: Any) -> int:
+    size = 0
+
+    def count(chunk: bytes) -> None:
+        nonlocal size
+        size += len(chunk)
+
+    faiss.write_index_binary(index, _callback_io.PyCallbackIOWriter(count))
+    return size
+
+
+def _write_member(archive: zipfile.ZipFile, name: str, index: Any) -> None:
+    """``index`` serialised as the byte array ``name`` of an .npz archive, a chunk at a time (the
+    .npy header states the length, so the index is serialised twice: once only to count)."""
+    header = {"descr": "|u1", "fortran_order": False, "shape": (_serialised_size(index),)}
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_2_0(member, header)
+        faiss.write_index_binary(index, _callback_io.PyCallbackIOWriter(member.write))
+
+
+def _read_member(archive: zipfile.ZipFile, name: str) -> Any:
+    with archive.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            np.lib.format.read_array_header_1_0(member)
+        else:
+            np.lib.format.read_array_header_2_0(member)
+        return faiss.read_index_binary(_callback_io.PyCallbackIOReader(member.read))

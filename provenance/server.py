@@ -1,4 +1,9 @@
-"""Production serving: gunicorn with N worker processes, each building its own services after fork."""
+"""Production serving: gunicorn with N worker processes, each building its own services after fork.
+
+The index is the exception: the master loads it once and every worker inherits it by fork, so a
+host holds one copy (pages shared copy-on-write, never written by the workers: each adds what is
+registered later to indexes of its own) instead of one per worker.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
-from index import one_thread_per_process
+from index import FingerprintIndex, FingerprintStore, one_thread_per_process
 from provenance import db
 from provenance.app import create_app
 from provenance.config import Settings
@@ -35,8 +40,9 @@ class _ThreadWorker(ThreadWorker):  # type: ignore[misc]
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, index: FingerprintIndex) -> None:
         self._settings = settings
+        self._index = index
         super().__init__()
 
     def load_config(self) -> None:
@@ -59,6 +65,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         # each request's line (with its request id), so gunicorn's own access log stays off.
         self.cfg.set("logconfig_dict", json_logging_config())
         self.cfg.set("child_exit", self._child_exit)
+        # Each worker adds the records registered since it was forked to its own pages. One forked
+        # later (after a crash, or every one on HUP) inherits the master's index, caught up here
+        # first: those records are then held once per host again.
+        self.cfg.set("pre_fork", self._catch_up_before_fork)
+
+    def _catch_up_before_fork(self, _: object, __: object) -> None:
+        try:
+            # Closed before the fork, as in prepare().
+            with contextlib.closing(db.connect(self._settings.database)) as connection:
+                self._index.catch_up(FingerprintStore(connection))
+            db.close_pools()
+        except Exception:  # the worker catches up itself: only sharing is lost
+            logger.exception("the master could not catch its index up before forking a worker")
 
     def _child_exit(self, _: object, worker: Any) -> None:
         assert self._settings.metrics_dir is not None
@@ -67,7 +86,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         # Runs in each worker after fork: c2pa objects must not cross a fork.
         one_thread_per_process()
-        app = create_app(self._settings)
+        self._index.freeze()  # this worker's additions go apart: the master's pages stay shared
+        app = create_app(self._settings, self._index)
         if self._settings.upload_min_rate > 0:
             app.wsgi_app = MinimumUploadRate(  # type: ignore[method-assign]
                 app.wsgi_app, self._settings.upload_min_rate, self._settings.upload_grace_seconds
@@ -75,8 +95,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return app
 
 
-def prepare(settings: Settings) -> None:
-    """Migrate the store and refresh the saved index once, so workers start from a fresh file."""
+def prepare(settings: Settings) -> FingerprintIndex:
+    """Migrate the store, and load the index caught up with it for the workers to inherit; saved,
+    so that the next start reads a fresh file."""
     # Closed here, not left to the garbage collector: an SQLite connection that survives into
     # gunicorn's fork shares its locks with the workers and breaks theirs (disk I/O errors,
     # writes of other processes unseen).
@@ -85,6 +106,7 @@ def prepare(settings: Settings) -> None:
     db.close_pools()  # likewise PostgreSQL connections: each worker opens its own pool
     index.save(index_file(settings))
     logger.info("index saved with %d records", index.records)
+    return index
 
 
 @contextlib.contextmanager
@@ -106,7 +128,7 @@ def run_server(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    prepare(settings)
+    index = prepare(settings)
     with metrics_directory(settings) as directory:
         use_directory(directory)
-        _Gunicorn(dataclasses.replace(settings, metrics_dir=directory)).run()
+        _Gunicorn(dataclasses.replace(settings, metrics_dir=directory), index).run()

@@ -116,14 +116,23 @@ def build_verifier(
     return Verifier(settings, index, reader, calibration)
 
 
-def build_services(settings: Settings, calibration: Calibration | None = None) -> Services:
+def build_services(
+    settings: Settings, calibration: Calibration | None = None, index: FingerprintIndex | None = None
+) -> Services:
+    """A process's services, over ``index`` where given (a server's workers share the one their
+    master loaded), else over the saved index loaded here; either caught up with the store."""
+
     def index_new_records(connection: Database) -> None:
-        index.catch_up(FingerprintStore(connection))
+        searched.catch_up(FingerprintStore(connection))
 
     registry: Registry | None = None
     signer_error = None
     with contextlib.closing(db.open_database(settings.database)) as connection:
-        index = load_index(settings, connection)
+        if index is None:
+            searched = load_index(settings, connection)
+        else:
+            searched = index
+            searched.catch_up(FingerprintStore(connection))
         try:
             registry = build_registry(settings, connection, after_commit=index_new_records)
         except SigningUnavailable as exc:
@@ -131,8 +140,8 @@ def build_services(settings: Settings, calibration: Calibration | None = None) -
             logger.warning("signing disabled: %s", exc.detail)
     return Services(
         settings,
-        index,
-        build_verifier(settings, index, calibration),
+        searched,
+        build_verifier(settings, searched, calibration),
         signer_error,
         registry,
         RateLimiter(settings.rate_limits),

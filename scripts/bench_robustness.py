@@ -230,6 +230,11 @@ SHARED_CONTENT = [
     ("openclipart-png-02602", "openclipart-png-03480", "the same 'Lumen Design Studio' credit line"),
     ("openclipart-png-02602", "openclipart-png-03098", "the same 'Lumen Design Studio' credit line"),
     ("openclipart-png-02618", "openclipart-png-03502", "the same girl's face, beside a pie chart"),
+    ("openclipart-png-00345", "openclipart-png-01874", "the same two houses"),
+    ("openclipart-png-01899", "openclipart-png-01914", "the same sign frame, another symbol inside"),
+    ("openclipart-png-02020", "openclipart-png-02025", "the same x and green square, placed apart"),
+    ("openclipart-png-02225", "openclipart-png-02340", "the same printer, recoloured"),
+    ("openclipart-png-01938", "openclipart-png-02464", "the same power symbol"),
     (
         "plasma-workspace-wallpapers-00028",
         "plasma-workspace-wallpapers-00029",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
@@ -243,6 +244,38 @@ def test_an_index_file_saved_before_deletions_existed_loads_and_applies_them(tmp
     assert old.last_removal_seq == 0
     old.catch_up(store)
     assert set(old.search_pdq([pdq(photo("chelsea"))], 31)) == set() and old.records == 1
+
+
+def frozen_bytes(index: FingerprintIndex) -> list[bytes]:
+    pdq_index, local = index._frozen[0]
+    return [faiss.serialize_index_binary(part).tobytes() for part in (pdq_index, local.index)]
+
+
+def test_a_frozen_index_searches_as_one_and_never_writes_what_it_held_when_frozen() -> None:
+    """A worker freezes the index it inherits by fork, so that the pages it shares with its
+    master stay shared: later records go to indexes of their own, searched with the frozen ones."""
+    names = ["coffee", "chelsea", "astronaut", "rocket"]
+    store = store_with({1: photo(names[0]), 2: photo(names[1])})
+    frozen = FingerprintIndex.rebuild_from(store)
+    frozen.freeze()
+    held = frozen_bytes(frozen)
+    for record_id, name in enumerate(names[2:], start=3):
+        store.add(record_id, fingerprint_image(photo(name)))
+    assert frozen.catch_up(store) == 2 and frozen.records == 4
+    assert frozen_bytes(frozen) == held  # additions went elsewhere
+    store.remove(2)
+    frozen.catch_up(store)
+    assert frozen.records == 3 and frozen._frozen[0][0].ntotal == 1  # a removal reaches the frozen part
+    whole = FingerprintIndex.rebuild_from(store)
+    for name in names:
+        query = fingerprint_image(transforms.decode(transforms.crop(transforms.encode(photo(name)), 0.6)[0]))
+        assert frozen.search_pdq([query.pdq], 60) == whole.search_pdq([query.pdq], 60)
+        found, expected = (
+            index.search_local(query.local.descriptors, Retrieval()) for index in (frozen, whole)
+        )
+        assert found == expected
+    with pytest.raises(RuntimeError):
+        frozen.save(Path("/nonexistent/never-written.npz"))
 
 
 def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,9 @@ import requests
 
 from provenance import db
 from provenance.config import Settings
+from provenance.registry import GenerationRequest
 from provenance.server import prepare
+from provenance.services import build_services
 from tests import transforms
 from tests.conftest import api_key, data_dir_with_keys, fixture_bytes
 
@@ -142,18 +144,22 @@ def test_record_registered_through_one_process_is_found_by_the_other_within_2s(
         assert found["matches"][0]["generation_id"] == response.headers["X-Generation-Id"]
 
 
-@pytest.mark.slow
-def test_a_record_deleted_through_one_process_is_gone_from_the_other_within_2s(
-    settings: Settings, two_servers: tuple[str, str]
-) -> None:
-    writer, reader = two_servers
-    response = requests.post(
-        f"{writer}/v1/generations",
+def register_rocket(base: str, settings: Settings) -> requests.Response:
+    return requests.post(
+        f"{base}/v1/generations",
         headers={"Authorization": f"Bearer {api_key(settings, 'sign')}"},
         files={"image": ("rocket.jpg", fixture_bytes("rocket.jpg"), "image/jpeg")},
         data={"metadata": '{"model": "m"}'},
         timeout=30,
     )
+
+
+@pytest.mark.slow
+def test_a_record_deleted_through_one_process_is_gone_from_the_other_within_2s(
+    settings: Settings, two_servers: tuple[str, str]
+) -> None:
+    writer, reader = two_servers
+    response = register_rocket(writer, settings)
     suspect = transforms.crop(response.content, 0.5)[0]
     found = requests.post(f"{reader}/v1/verify", files={"image": ("s.jpg", suspect)}, timeout=30).json()
     assert found["verdict"] == "matched"
@@ -471,3 +477,62 @@ def test_request_threads_keep_faiss_to_one_thread() -> None:
     worker = SimpleNamespace(cfg=SimpleNamespace(threads=2))
     with _ThreadWorker.get_thread_pool(worker) as pool:
         assert pool.submit(faiss.omp_get_max_threads).result() == 1
+
+
+def verdicts_by_worker(base: str, tmp_path: Path, suspect: bytes, workers: int = 2) -> dict[int, set[str]]:
+    """Verdicts on ``suspect`` per worker pid, asked on new connections four at a time until
+    ``workers`` workers have answered (an idle worker can win every accept), for at most 30 s."""
+    verdicts: dict[str, str] = {}
+
+    def verify(request_id: str) -> None:
+        response = requests.post(
+            f"{base}/v1/verify",
+            files={"image": ("s.jpg", suspect)},
+            headers={"X-Request-Id": request_id, "Connection": "close"},
+            timeout=30,
+        )
+        verdicts[request_id] = response.json().get("verdict", response.text)
+
+    deadline = time.monotonic() + 30
+    by_worker: dict[int, set[str]] = {}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        while time.monotonic() < deadline and len(by_worker) < workers:
+            list(pool.map(verify, [f"ask-{len(verdicts) + n}-{time.monotonic()}" for n in range(4)]))
+            for line in logged_requests(tmp_path):
+                if line["request_id"] in verdicts:
+                    by_worker.setdefault(line["pid"], set()).add(verdicts[line["request_id"]])
+    return by_worker
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # gunicorn's part, not the store's
+def test_workers_sharing_their_masters_index_each_find_records_registered_before_and_after_start(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Workers inherit the index their master loaded instead of loading one each: every worker,
+    and one forked again after a crash, must still find what was on record at start and what a
+    worker registered since (each catches up on its own copy-on-write pages)."""
+    registry = build_services(settings).require_registry()
+    with contextlib.closing(db.connect(settings.database)) as connection:
+        registry.register(connection, fixture_bytes("coffee.jpg"), GenerationRequest(model="m"))
+    db.close_pools()
+    on_record = transforms.crop(fixture_bytes("coffee.jpg"), 0.5)[0]
+    unlimited = {"PROVENANCE_VERIFY_PER_MINUTE": "0", "PROVENANCE_VERIFY_PER_MINUTE_WITH_KEY": "0"}
+    base, process = start_one(settings, tmp_path, unlimited)
+    try:
+        first = verdicts_by_worker(base, tmp_path, on_record)
+        assert len(first) == 2 and all(v == {"matched"} for v in first.values()), first
+        assert register_rocket(base, settings).status_code == 201
+        registered = transforms.crop(fixture_bytes("rocket.jpg"), 0.5)[0]
+        found = verdicts_by_worker(base, tmp_path, registered)
+        assert len(found) == 2 and all(v == {"matched"} for v in found.values()), found
+        crashed = min(found)
+        os.kill(crashed, signal.SIGKILL)  # gunicorn forks another from the master's start-time index
+        for suspect in (registered, on_record):
+            after_crash = verdicts_by_worker(base, tmp_path, suspect)
+            assert crashed not in after_crash and len(after_crash) == 2, after_crash
+            assert all(v == {"matched"} for v in after_crash.values()), after_crash
+    finally:
+        stop(process)
+    (log,) = tmp_path.glob("server-*.log")
+    assert "could not catch its index up" not in log.read_text()  # the master's copy was caught up
