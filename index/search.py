@@ -102,6 +102,51 @@ def _window_fractions(corner: np.ndarray, retrieval: Retrieval) -> tuple[float, 
     return (left, top, left + side, top + side)
 
 
+def closest_per_record(distances: np.ndarray, labels: np.ndarray, max_distance: int) -> dict[int, PdqHit]:
+    """Per record within ``max_distance`` of any query hash (a row of ``labels``, -1 for none):
+    its closest distance and that row."""
+    best: dict[int, PdqHit] = {}
+    for variant, (row_distances, row_labels) in enumerate(zip(distances, labels, strict=True)):
+        for distance, label in zip(row_distances, row_labels, strict=True):
+            record_id = int(label)
+            if record_id >= 0 and distance <= max_distance:
+                if record_id not in best or distance < best[record_id].distance:
+                    best[record_id] = PdqHit(int(distance), variant)
+    return best
+
+
+def vote(
+    distances: np.ndarray,
+    labels: np.ndarray,
+    retrieval: Retrieval,
+    positions: np.ndarray | None,
+    limit: int | None,
+) -> list[Candidate]:
+    """Candidates from each query descriptor's neighbours (a row of record ids, -1 for none): see
+    ``FingerprintIndex.search_local``."""
+    close = (labels >= 0) & (distances <= retrieval.max_distance)
+    rows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[close]
+    votes = np.unique(np.stack([labels[close], rows], axis=1), axis=0)  # (record, descriptor)
+    if len(votes) == 0:  # an empty index, or nothing close
+        return []
+    corners = None
+    if positions is None:
+        record_ids, counts = np.unique(votes[:, 0], return_counts=True)
+    else:
+        record_ids, counts, corners = _densest_window_votes(
+            votes[:, 0], positions[votes[:, 1]], retrieval.window_grid, retrieval.window_cells
+        )
+    order = np.lexsort((record_ids, -counts))[:limit]  # most votes first, ties by record id
+    return [
+        Candidate(
+            int(record_ids[i]),
+            int(counts[i]),
+            None if corners is None else _window_fractions(corners[i], retrieval),
+        )
+        for i in order
+    ]
+
+
 def _as_codes(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.uint8).reshape(-1, PDQ_BITS // 8)
 
@@ -231,14 +276,7 @@ class FingerprintIndex:
                 return {}
             codes = _as_codes(np.stack([np.frombuffer(h.bits, np.uint8) for h in hashes]))
             distances, labels = self._pdq.search(codes, min(k, self._pdq.ntotal))
-        best: dict[int, PdqHit] = {}
-        for variant, (row_distances, row_labels) in enumerate(zip(distances, labels, strict=True)):
-            for distance, label in zip(row_distances, row_labels, strict=True):
-                record_id = int(label)
-                if record_id >= 0 and distance <= max_distance:
-                    if record_id not in best or distance < best[record_id].distance:
-                        best[record_id] = PdqHit(int(distance), variant)
-        return best
+        return closest_per_record(distances, labels, max_distance)
 
     def search_local(
         self,
@@ -260,27 +298,7 @@ class FingerprintIndex:
             return []
         with self._lock:
             distances, labels = self._local.search(_as_codes(descriptors), retrieval.neighbours)
-        close = (labels >= 0) & (distances <= retrieval.max_distance)
-        rows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[close]
-        votes = np.unique(np.stack([labels[close], rows], axis=1), axis=0)  # (record, descriptor)
-        if len(votes) == 0:  # an empty index, or nothing close
-            return []
-        corners = None
-        if positions is None:
-            record_ids, counts = np.unique(votes[:, 0], return_counts=True)
-        else:
-            record_ids, counts, corners = _densest_window_votes(
-                votes[:, 0], positions[votes[:, 1]], retrieval.window_grid, retrieval.window_cells
-            )
-        order = np.lexsort((record_ids, -counts))[:limit]  # most votes first, ties by record id
-        return [
-            Candidate(
-                int(record_ids[i]),
-                int(counts[i]),
-                None if corners is None else _window_fractions(corners[i], retrieval),
-            )
-            for i in order
-        ]
+        return vote(distances, labels, retrieval, positions, limit)
 
     def memory_bytes(self) -> int:
         """Approximate RAM held by both indexes (their serialised size)."""

@@ -20,7 +20,7 @@ from provenance.app import create_app
 from provenance.config import Settings
 from provenance.logs import JsonFormatter, json_logging_config
 from provenance.metrics import process_exited, use_directory
-from provenance.services import index_file, load_index
+from provenance.services import load_index, save_index
 from provenance.uploads import MinimumUploadRate
 
 logger = logging.getLogger(__name__)
@@ -76,14 +76,14 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def prepare(settings: Settings) -> None:
-    """Migrate the store and refresh the saved index once, so workers start from a fresh file."""
+    """Migrate the store and catch the index up once (saving a FAISS one), so workers start from it."""
     # Closed here, not left to the garbage collector: an SQLite connection that survives into
     # gunicorn's fork shares its locks with the workers and breaks theirs (disk I/O errors,
     # writes of other processes unseen).
     with contextlib.closing(db.open_database(settings.database)) as connection:
         index = load_index(settings, connection)
     db.close_pools()  # likewise PostgreSQL connections: each worker opens its own pool
-    index.save(index_file(settings))
+    save_index(settings, index)
     logger.info("index saved with %d records", index.records)
 
 

@@ -112,7 +112,7 @@ def test_the_application_uses_only_the_index_interface(source: str) -> None:
 
 
 def test_the_index_interface_stays_small() -> None:
-    assert len(index.__all__) <= 16
+    assert len(index.__all__) <= 18  # two search engines (FAISS, Milvus) behind SearchIndex
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
