@@ -409,7 +409,7 @@ def record_delete(ctx: click.Context, as_json: bool, generation_id: str) -> None
 
 @main.group("index")
 def index_group() -> None:
-    """The FAISS indexes (a cache of the store)."""
+    """The indexes (FAISS in each host, or Milvus for all of them): a cache of the store."""
 
 
 @index_group.command("rebuild")

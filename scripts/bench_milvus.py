@@ -12,8 +12,9 @@ of a verification does not depend on the engine).
 
 Milvus is the tests' embedded standalone server (tests/milvus.py), on this machine, filled by
 `MilvusIndex.rebuild_from` (upsert, flush, index, load). Its memory is the growth of the server
-process's resident set over its empty-collections start, after the load; FAISS's is the
-serialised size of its indexes.
+process's resident set over its empty-collections start, after the load, and its disk the growth of
+its data folder (binlogs, index files, write-ahead log); FAISS's is the serialised size of its
+indexes.
 
 Usage: .venv/bin/python scripts/bench_milvus.py [--records 10000 30000] [--sample 400]
 """
@@ -122,19 +123,26 @@ def p95(values: list[float]) -> float:
     return sorted(values)[int(0.95 * (len(values) - 1))]
 
 
-def measure(store: SampledStore, uri: str, prefix: str, server_pid: int) -> str:
+def disk_bytes(directory: Path) -> int:
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+
+
+def measure(store: SampledStore, cluster: MilvusCluster, prefix: str, server_pid: int) -> str:
     """One table row: both engines over the same ``store``."""
     size = store.records
     started = time.perf_counter()
     faiss_index = FingerprintIndex.rebuild_from(store)  # type: ignore[arg-type]
     faiss_build = time.perf_counter() - started
+    uri = cluster.uri
     MilvusIndex(uri, prefix).catch_up(SampledStore(store.descriptors, store.hashes, 0))  # type: ignore[arg-type]
     empty = resident_bytes(server_pid)  # with the empty collections loaded
+    empty_disk = disk_bytes(cluster.directory / "data")
     started = time.perf_counter()
     milvus_index = MilvusIndex.rebuild_from(store, uri, prefix)  # type: ignore[arg-type]
     milvus_build = time.perf_counter() - started
     time.sleep(5)  # let the query node settle on the loaded, indexed segments
     grown = resident_bytes(server_pid) - empty
+    written = disk_bytes(cluster.directory / "data") - empty_disk  # binlogs, index files, WAL
     asked = queries(store, np.random.default_rng(size))
     timed(milvus_index, asked[:3])  # warm the client's channels and caches
     faiss_ms, milvus_ms = timed(faiss_index, asked), timed(milvus_index, asked)
@@ -147,7 +155,8 @@ def measure(store: SampledStore, uri: str, prefix: str, server_pid: int) -> str:
     faiss_bytes = faiss_index.memory_bytes() / size
     return (
         f"| {size:,} | {faiss_build:.1f} | {milvus_build:.1f} | {faiss_bytes:,.0f} |"
-        f" {grown / size:,.0f} | {statistics.median(faiss_ms):.1f} / {p95(faiss_ms):.1f} |"
+        f" {grown / size:,.0f} | {written / size:,.0f} |"
+        f" {statistics.median(faiss_ms):.1f} / {p95(faiss_ms):.1f} |"
         f" {statistics.median(milvus_ms):.1f} / {p95(milvus_ms):.1f} |"
         f" {statistics.median(milvus_ms) - statistics.median(faiss_ms):.1f} | {same}/{len(asked)} |"
     )
@@ -171,9 +180,10 @@ def main() -> None:
         server_pid = cluster._server.server_proc.pid  # type: ignore[attr-defined]
         print(
             "| records | FAISS build s | Milvus rebuild s | FAISS bytes/record | Milvus RSS bytes/record |"
+            " Milvus disk bytes/record |"
             " FAISS p50 / p95 ms | Milvus p50 / p95 ms | Milvus extra p50 ms | same top record |"
         )
-        print("| ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |")
         for size in args.records:
             with cluster.prefix() as prefix:  # its collections are dropped after each size
                 print(

@@ -21,6 +21,7 @@ from index.features import extract_local_features
 from index.fingerprints import pdq
 from provenance import db
 from provenance.app import create_app
+from provenance.cli import main
 from provenance.config import Settings
 from tests import transforms
 from tests.conftest import Signed, api_key, data_dir_with_keys, fixture_bytes, register
@@ -185,3 +186,12 @@ def test_a_second_host_finds_what_the_first_registered(
     assert second.get("/readyz").get_json()["indexed_through"] == 1
     for data_dir in (shared.data_dir, tmp_path / "second"):
         assert not (Path(data_dir) / "index").exists()
+
+
+def test_a_collection_prefix_milvus_would_refuse_is_a_settings_error(runner: CliRunner) -> None:
+    with pytest.raises(ValueError, match="MILVUS_COLLECTION"):
+        Settings(milvus_collection="provenance-prod")
+    result = runner.invoke(
+        main, ["index", "rebuild"], env={"PROVENANCE_MILVUS_COLLECTION": "9lives"}, catch_exceptions=False
+    )
+    assert result.exit_code == 2 and "MILVUS_COLLECTION" in result.output
