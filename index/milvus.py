@@ -264,6 +264,9 @@ class MilvusIndex:
             building.catch_up(store)
             for name in _each(fresh):
                 client.flush(name)  # seal the segments so that their IVF index is built
+            for name in (fresh.pdq, fresh.local):
+                _wait_for_index(client, name)  # hosts move over once searches are fast
+            for name in _each(fresh):
                 client.load_collection(name)
             old = _switch_aliases(client, prefix, fresh)
             live = cls(uri, prefix)
@@ -273,6 +276,18 @@ class MilvusIndex:
         except pymilvus.MilvusException as exc:
             raise IndexNotReady(f"Milvus at {uri}: {exc.message}") from exc
         return live
+
+
+def _wait_for_index(client: Any, collection: str, timeout: float = 3600.0) -> None:
+    """Until Milvus has built the vector index of every sealed segment of ``collection``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        built = client.describe_index(collection, "v")
+        if built["state"] == "Finished" and built["pending_index_rows"] == 0:
+            return
+        if time.monotonic() > deadline:
+            raise IndexNotReady(f"Milvus has not indexed {collection} after {timeout:.0f} s: {built}")
+        time.sleep(1)
 
 
 def _each(names: _Names) -> tuple[str, str, str]:

@@ -34,7 +34,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from index import FingerprintIndex, MilvusIndex, PdqHash, fingerprint_image, one_thread_per_process  # noqa: E402
+from index import (  # noqa: E402
+    FingerprintIndex,
+    MilvusIndex,
+    PdqHash,
+    SearchIndex,
+    fingerprint_image,
+    one_thread_per_process,
+)
 from index.calibration import Retrieval  # noqa: E402
 from index.features import DESCRIPTOR_BYTES, LocalFeatures  # noqa: E402
 from index.search import INDEXED_DESCRIPTORS  # noqa: E402
@@ -100,15 +107,18 @@ def queries(store: SampledStore, rng: np.random.Generator) -> list[tuple[np.ndar
 
 
 def timed(
-    index: FingerprintIndex | MilvusIndex, asked: list[tuple[np.ndarray, list[PdqHash]]]
-) -> list[float]:
-    """Milliseconds per verification's searches: PDQ with 8 variants, then 500 descriptors."""
-    retrieval, spent = Retrieval(), []
+    engines: tuple[SearchIndex, SearchIndex], asked: list[tuple[np.ndarray, list[PdqHash]]]
+) -> tuple[list[float], list[float]]:
+    """Milliseconds per verification's searches (PDQ with 8 variants, then 500 descriptors), per
+    engine; the engines take turns query by query, so that both meet the same load."""
+    retrieval = Retrieval()
+    spent: tuple[list[float], list[float]] = ([], [])
     for descriptors, variants in asked:
-        started = time.perf_counter()
-        index.search_pdq(variants, 31)
-        index.search_local(descriptors, retrieval)
-        spent.append((time.perf_counter() - started) * 1000)
+        for engine, times in zip(engines, spent, strict=True):
+            started = time.perf_counter()
+            engine.search_pdq(variants, 31)
+            engine.search_local(descriptors, retrieval)
+            times.append((time.perf_counter() - started) * 1000)
     return spent
 
 
@@ -144,8 +154,8 @@ def measure(store: SampledStore, cluster: MilvusCluster, prefix: str, server_pid
     grown = resident_bytes(server_pid) - empty
     written = disk_bytes(cluster.directory / "data") - empty_disk  # binlogs, index files, WAL
     asked = queries(store, np.random.default_rng(size))
-    timed(milvus_index, asked[:3])  # warm the client's channels and caches
-    faiss_ms, milvus_ms = timed(faiss_index, asked), timed(milvus_index, asked)
+    timed((faiss_index, milvus_index), asked[:3])  # warm the client's channels and caches
+    faiss_ms, milvus_ms = timed((faiss_index, milvus_index), asked)
     retrieval = Retrieval()
     same = sum(
         [c.record_id for c in faiss_index.search_local(d, retrieval, limit=1)]
@@ -187,7 +197,7 @@ def main() -> None:
         for size in args.records:
             with cluster.prefix() as prefix:  # its collections are dropped after each size
                 print(
-                    measure(SampledStore(descriptors, hashes, size), cluster.uri, prefix, server_pid),
+                    measure(SampledStore(descriptors, hashes, size), cluster, prefix, server_pid),
                     flush=True,
                 )
     finally:
