@@ -6,10 +6,12 @@ checks that the application imports only these.
 """
 
 from index.calibration import Calibration, Thresholds
+from index.engine import SearchIndex
 from index.errors import IndexNotReady
 from index.evidence import Evidence, MethodEvidence, QueryDetail
 from index.fingerprints import PdqHash
 from index.matching import Matcher
+from index.milvus import MilvusIndex
 from index.preview import StoredPreview
 from index.scoring import pdq_confidence, verdict_for
 from index.search import FingerprintIndex, one_thread_per_process
@@ -24,8 +26,10 @@ __all__ = [
     "IndexNotReady",
     "Matcher",
     "MethodEvidence",
+    "MilvusIndex",
     "PdqHash",
     "QueryDetail",
+    "SearchIndex",
     "StoredPreview",
     "Thresholds",
     "fingerprint_image",

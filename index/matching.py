@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from index.calibration import Calibration
+from index.engine import SearchIndex
 from index.evidence import Evidence, Picture, QueryDetail, judged, matched
 from index.features import PROCESSING_SIDE, LocalFeatures, extract_local_features
 from index.fingerprints import dihedral_variant
@@ -21,7 +22,6 @@ from index.judging import dense_placement, verify_candidates, vote_and_verify, w
 from index.preview import Previews, PreviewSource
 from index.query import Found, Query
 from index.scoring import MATCH_CONFIDENCE, pdq_agreement_needed, pdq_confidence
-from index.search import FingerprintIndex
 from index.store import FingerprintStore
 
 
@@ -39,7 +39,7 @@ class Matcher:
     """Finds the records a suspect may be a copy of, cheapest look first. One per process."""
 
     def __init__(
-        self, index: FingerprintIndex, calibration: Calibration, looks: tuple[Look, ...] | None = None
+        self, index: SearchIndex, calibration: Calibration, looks: tuple[Look, ...] | None = None
     ) -> None:
         self._index = index
         self.calibration = calibration

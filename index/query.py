@@ -7,11 +7,12 @@ import functools
 from collections.abc import Callable
 
 from index.calibration import Calibration
+from index.engine import SearchIndex
 from index.evidence import Evidence, Picture
 from index.features import LocalFeatures
 from index.fingerprints import PdqHash, pdq_dihedral
 from index.preview import Previews
-from index.search import FingerprintIndex, PdqHit
+from index.search import PdqHit
 from index.store import FingerprintStore
 
 Found = dict[int, Evidence]  # the evidence so far, by record id, in the order records were found
@@ -24,7 +25,7 @@ class Query:
     def __init__(
         self,
         suspect: Picture,
-        index: FingerprintIndex,
+        index: SearchIndex,
         store: FingerprintStore,
         previews: Previews,
         calibration: Calibration,

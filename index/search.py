@@ -120,6 +120,51 @@ def _nearest(indexes: list[Any], codes: np.ndarray, k: int) -> tuple[np.ndarray,
     return distances, labels
 
 
+def closest_per_record(distances: np.ndarray, labels: np.ndarray, max_distance: int) -> dict[int, PdqHit]:
+    """Per record within ``max_distance`` of any query hash (a row of ``labels``, -1 for none):
+    its closest distance and that row."""
+    best: dict[int, PdqHit] = {}
+    for variant, (row_distances, row_labels) in enumerate(zip(distances, labels, strict=True)):
+        for distance, label in zip(row_distances, row_labels, strict=True):
+            record_id = int(label)
+            if record_id >= 0 and distance <= max_distance:
+                if record_id not in best or distance < best[record_id].distance:
+                    best[record_id] = PdqHit(int(distance), variant)
+    return best
+
+
+def vote(
+    distances: np.ndarray,
+    labels: np.ndarray,
+    retrieval: Retrieval,
+    positions: np.ndarray | None,
+    limit: int | None,
+) -> list[Candidate]:
+    """Candidates from each query descriptor's neighbours (a row of record ids, -1 for none): see
+    ``FingerprintIndex.search_local``."""
+    close = (labels >= 0) & (distances <= retrieval.max_distance)
+    rows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[close]
+    votes = np.unique(np.stack([labels[close], rows], axis=1), axis=0)  # (record, descriptor)
+    if len(votes) == 0:  # an empty index, or nothing close
+        return []
+    corners = None
+    if positions is None:
+        record_ids, counts = np.unique(votes[:, 0], return_counts=True)
+    else:
+        record_ids, counts, corners = _densest_window_votes(
+            votes[:, 0], positions[votes[:, 1]], retrieval.window_grid, retrieval.window_cells
+        )
+    order = np.lexsort((record_ids, -counts))[:limit]  # most votes first, ties by record id
+    return [
+        Candidate(
+            int(record_ids[i]),
+            int(counts[i]),
+            None if corners is None else _window_fractions(corners[i], retrieval),
+        )
+        for i in order
+    ]
+
+
 def _as_codes(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.uint8).reshape(-1, PDQ_BITS // 8)
 
@@ -261,14 +306,7 @@ class FingerprintIndex:
         codes = _as_codes(np.stack([np.frombuffer(h.bits, np.uint8) for h in hashes]))
         with self._lock:
             distances, labels = _nearest([pdq for pdq, _ in self._parts()], codes, k)
-        best: dict[int, PdqHit] = {}
-        for variant, (row_distances, row_labels) in enumerate(zip(distances, labels, strict=True)):
-            for distance, label in zip(row_distances, row_labels, strict=True):
-                record_id = int(label)
-                if record_id >= 0 and distance <= max_distance:
-                    if record_id not in best or distance < best[record_id].distance:
-                        best[record_id] = PdqHit(int(distance), variant)
-        return best
+        return closest_per_record(distances, labels, max_distance)
 
     def search_local(
         self,
@@ -291,27 +329,7 @@ class FingerprintIndex:
         with self._lock:
             indexes = [local.index for _, local in self._parts()]
             distances, labels = _nearest(indexes, _as_codes(descriptors), retrieval.neighbours)
-        close = (labels >= 0) & (distances <= retrieval.max_distance)
-        rows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[close]
-        votes = np.unique(np.stack([labels[close], rows], axis=1), axis=0)  # (record, descriptor)
-        if len(votes) == 0:  # an empty index, or nothing close
-            return []
-        corners = None
-        if positions is None:
-            record_ids, counts = np.unique(votes[:, 0], return_counts=True)
-        else:
-            record_ids, counts, corners = _densest_window_votes(
-                votes[:, 0], positions[votes[:, 1]], retrieval.window_grid, retrieval.window_cells
-            )
-        order = np.lexsort((record_ids, -counts))[:limit]  # most votes first, ties by record id
-        return [
-            Candidate(
-                int(record_ids[i]),
-                int(counts[i]),
-                None if corners is None else _window_fractions(corners[i], retrieval),
-            )
-            for i in order
-        ]
+        return vote(distances, labels, retrieval, positions, limit)
 
     def memory_bytes(self) -> int:
         """Approximate RAM held by both indexes (their serialised size)."""

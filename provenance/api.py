@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
 
-from index import FingerprintStore
+from index import FingerprintStore, IndexNotReady
 from provenance.access import api_key, limit_verification, require_scope
 from provenance.apikeys import ApiKey
 from provenance.deletion import delete_generation
@@ -18,7 +18,7 @@ from provenance.idempotency import IdempotencyKey
 from provenance.records import GenerationRecord, RecordStore
 from provenance.registry import MAX_METADATA_BYTES, GenerationRequest, parse_metadata
 from provenance.rendering import record_json, tombstone_json, verification_json
-from provenance.services import release_request_db, request_db, services
+from provenance.services import index_new_records, release_request_db, request_db, services
 
 api = Blueprint("api", __name__, url_prefix="/v1")
 health = Blueprint("health", __name__)
@@ -115,7 +115,7 @@ def delete_generation_by_id(generation_id: str) -> Response:
     require_scope("admin")
     tombstone = delete_generation(request_db(), _issued_id(generation_id))
     # This process drops the record at once; the others when they next catch up (before any search).
-    services().index.catch_up(FingerprintStore(request_db()))
+    index_new_records(services().index, request_db())
     return jsonify(tombstone_json(tombstone))
 
 
@@ -209,10 +209,13 @@ def healthz() -> Response:
 def readyz() -> Response:
     found = services()
     store_last = RecordStore(request_db()).last_id()
-    found.index.catch_up(FingerprintStore(request_db()))
-    ready = found.index.last_record_id >= store_last
+    try:
+        found.index.catch_up(FingerprintStore(request_db()))
+        ready, status = found.index.last_record_id >= store_last, "catching-up"
+    except IndexNotReady as exc:  # Milvus unreachable, or loading its collections
+        ready, status = False, f"index not ready: {exc}"
     body = {
-        "status": "ready" if ready else "catching-up",
+        "status": "ready" if ready else status,
         "records": store_last,
         "indexed_through": found.index.last_record_id,
         "signing": found.registry is not None,

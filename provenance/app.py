@@ -8,12 +8,13 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from index import FingerprintIndex
+from index import FingerprintIndex, IndexNotReady
 from provenance.api import api, health
 from provenance.config import Settings
 from provenance.errors import (
     PROBLEM_BASE,
     BadRequest,
+    IndexUnavailable,
     PayloadTooLarge,
     ProvenanceError,
     UnsupportedMediaType,
@@ -70,6 +71,10 @@ def create_app(settings: Settings | None = None, index: FingerprintIndex | None 
         response = problem(exc.status, exc.title, exc.detail, exc.type_uri)
         response.headers.update(exc.headers)
         return response
+
+    @app.errorhandler(IndexNotReady)
+    def index_not_ready(exc: IndexNotReady) -> Response:
+        return provenance_error(IndexUnavailable(str(exc)))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from index import FingerprintIndex, FingerprintStore
+from index import FingerprintIndex, FingerprintStore, IndexNotReady, MilvusIndex
 from provenance import __version__, db
 from provenance.apikeys import SCOPES, create_api_key, parse_scopes
 from provenance.config import Settings
@@ -391,7 +391,7 @@ def record_delete(ctx: click.Context, as_json: bool, generation_id: str) -> None
     Example: provenance record delete 0b7e3c9a-5d2f-4f21-9a53-0c1d2e3f4a5b
     """
     from provenance.deletion import delete_generation
-    from provenance.services import index_file, load_index
+    from provenance.services import index_file, load_index, save_index
 
     settings = _settings(ctx)
     with contextlib.closing(db.open_database(settings.database)) as connection:
@@ -399,8 +399,8 @@ def record_delete(ctx: click.Context, as_json: bool, generation_id: str) -> None
             tombstone = delete_generation(connection, generation_id)
         except NotFound as exc:
             _fail(exc.detail)
-        if index_file(settings).exists():
-            load_index(settings, connection).save(index_file(settings))
+        if settings.milvus_uri or index_file(settings).exists():
+            save_index(settings, load_index(settings, connection))
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(tombstone)))
     else:
@@ -409,13 +409,14 @@ def record_delete(ctx: click.Context, as_json: bool, generation_id: str) -> None
 
 @main.group("index")
 def index_group() -> None:
-    """The FAISS indexes (a cache of the store)."""
+    """The indexes (FAISS in each host, or Milvus for all of them): a cache of the store."""
 
 
 @index_group.command("rebuild")
 @click.pass_context
 def index_rebuild(ctx: click.Context) -> None:
-    """Rebuild the indexes from the record store and save them.
+    """Rebuild the indexes from the record store: the saved FAISS file, or with
+    PROVENANCE_MILVUS_URI fresh Milvus collections that replace the old ones when complete.
 
     Example: provenance index rebuild
     """
@@ -423,7 +424,18 @@ def index_rebuild(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     with db.open_database(settings.database) as connection:
-        index = FingerprintIndex.rebuild_from(FingerprintStore(connection))
+        store = FingerprintStore(connection)
+        if settings.milvus_uri:
+            try:
+                shared = MilvusIndex.rebuild_from(store, settings.milvus_uri, settings.milvus_collection)
+            except IndexNotReady as exc:
+                _fail(str(exc), EXIT_DEPENDENCY)
+            click.echo(
+                f"indexed {shared.records} records into Milvus at {settings.milvus_uri}"
+                f" ({settings.milvus_collection}_*)"
+            )
+            return
+        index = FingerprintIndex.rebuild_from(store)
     index.save(index_file(settings))
     click.echo(f"indexed {index.records} records; {index.memory_bytes()} bytes -> {index_file(settings)}")
 

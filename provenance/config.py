@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -13,6 +14,7 @@ _DATABASE_SCHEMES = ("postgresql://", "postgres://", _SQLITE_SCHEME + "/")
 # "read": the caller whose image matched it (matched), nobody without an API key (none), anyone
 # (all). See the README's "Privacy".
 DISCLOSURES = ("matched", "none", "all")
+_COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,200}")  # Milvus's rule for collection names
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,11 @@ class Settings:
     # SQLite file at db_path.
     database_url: str | None = None
     index_dir: Path | None = None
+    # http://host:19530 of a Milvus server or cluster: the index lives there, shared by every API
+    # host, instead of in each host's memory and index_dir (see the README's "Scaling out").
+    milvus_uri: str | None = None
+    # The prefix of this service's Milvus collections (<prefix>_pdq, _local, _cursor).
+    milvus_collection: str = "provenance"
     # Signing credentials: a PEM chain (leaf first, then intermediates) and a PKCS#8 key.
     cert_chain_path: Path | None = None
     private_key_path: Path | None = None
@@ -78,6 +85,12 @@ class Settings:
         if self.database_url and not self.database_url.startswith(_DATABASE_SCHEMES):
             raise ValueError(
                 f"{ENV_PREFIX}DATABASE_URL must be postgresql://... or sqlite:///...: {self.database_url!r}"
+            )
+
+        if not _COLLECTION_NAME.fullmatch(self.milvus_collection):
+            raise ValueError(
+                f"{ENV_PREFIX}MILVUS_COLLECTION must be letters, digits and underscores, not starting"
+                f" with a digit, got {self.milvus_collection!r}"
             )
 
     def _path(self, given: Path | None, *default: str) -> Path:

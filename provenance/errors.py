@@ -92,6 +92,12 @@ class SigningUnavailable(ProvenanceError):
     status, title, slug = 503, "Signing unavailable", "signing-unavailable"
 
 
+class IndexUnavailable(ProvenanceError):
+    """The search index cannot answer yet: Milvus is unreachable or still loading its collections."""
+
+    status, title, slug = 503, "Index unavailable", "index-unavailable"
+
+
 ALL_ERRORS: tuple[type[ProvenanceError], ...] = (
     ProvenanceError,
     BadRequest,
@@ -107,4 +113,5 @@ ALL_ERRORS: tuple[type[ProvenanceError], ...] = (
     TooManyRequests,
     IdempotencyKeyReused,
     SigningUnavailable,
+    IndexUnavailable,
 )

@@ -15,7 +15,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from index import FingerprintIndex, FingerprintStore, PdqHash, Thresholds, pdq_confidence, verdict_for
+from index import FingerprintStore, PdqHash, SearchIndex, Thresholds, pdq_confidence, verdict_for
 from provenance.engines import Database
 from provenance.errors import BadRequest, NotFound
 from provenance.manifest import SOFT_BINDING_ALG
@@ -70,7 +70,7 @@ def decode_binding(alg: str, value: str) -> PdqHash:
 
 def matches_by_binding(
     connection: Database,
-    index: FingerprintIndex,
+    index: SearchIndex,
     thresholds: Thresholds,
     query: PdqHash,
     max_results: int,

@@ -25,7 +25,7 @@ from provenance.app import create_app
 from provenance.config import Settings
 from provenance.logs import JsonFormatter, json_logging_config
 from provenance.metrics import process_exited, use_directory
-from provenance.services import index_file, load_index
+from provenance.services import load_index, save_index
 from provenance.uploads import MinimumUploadRate
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class _ThreadWorker(ThreadWorker):  # type: ignore[misc]
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, index: FingerprintIndex) -> None:
+    def __init__(self, settings: Settings, index: FingerprintIndex | None) -> None:
         self._settings = settings
         self._index = index
         super().__init__()
@@ -71,6 +71,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         self.cfg.set("pre_fork", self._catch_up_before_fork)
 
     def _catch_up_before_fork(self, _: object, __: object) -> None:
+        if self._index is None:  # Milvus: nothing held by the master
+            return
         try:
             # Closed before the fork, as in prepare().
             with contextlib.closing(db.connect(self._settings.database)) as connection:
@@ -86,7 +88,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         # Runs in each worker after fork: c2pa objects must not cross a fork.
         one_thread_per_process()
-        self._index.freeze()  # this worker's additions go apart: the master's pages stay shared
+        if self._index is not None:
+            self._index.freeze()  # this worker's additions go apart: the master's pages stay shared
         app = create_app(self._settings, self._index)
         if self._settings.upload_min_rate > 0:
             app.wsgi_app = MinimumUploadRate(  # type: ignore[method-assign]
@@ -95,18 +98,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return app
 
 
-def prepare(settings: Settings) -> FingerprintIndex:
-    """Migrate the store, and load the index caught up with it for the workers to inherit; saved,
-    so that the next start reads a fresh file."""
+def prepare(settings: Settings) -> FingerprintIndex | None:
+    """Migrate the store and catch the index up once (saving a FAISS one). Returns the FAISS index
+    for the workers to inherit; None with Milvus, whose client (a gRPC channel) must not cross a
+    fork: each worker opens its own, and the collections are shared anyway."""
     # Closed here, not left to the garbage collector: an SQLite connection that survives into
     # gunicorn's fork shares its locks with the workers and breaks theirs (disk I/O errors,
     # writes of other processes unseen).
     with contextlib.closing(db.open_database(settings.database)) as connection:
         index = load_index(settings, connection)
     db.close_pools()  # likewise PostgreSQL connections: each worker opens its own pool
-    index.save(index_file(settings))
-    logger.info("index saved with %d records", index.records)
-    return index
+    save_index(settings, index)
+    logger.info("index caught up with %d records", index.records)
+    return index if isinstance(index, FingerprintIndex) else None
 
 
 @contextlib.contextmanager

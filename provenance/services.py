@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import current_app, g
 
-from index import Calibration, FingerprintIndex, FingerprintStore, IndexNotReady
+from index import Calibration, FingerprintIndex, FingerprintStore, IndexNotReady, MilvusIndex, SearchIndex
 from provenance import db
 from provenance.config import Settings
 from provenance.engines import Database
@@ -32,8 +32,16 @@ def index_file(settings: Settings) -> Path:
     return settings.index_directory / "fingerprints.npz"
 
 
-def load_index(settings: Settings, connection: Database) -> FingerprintIndex:
-    """The saved index caught up with the store, or one rebuilt from the store."""
+def load_index(settings: Settings, connection: Database) -> SearchIndex:
+    """With Milvus, its shared collections, caught up when Milvus can serve (/readyz says when it
+    cannot); otherwise the saved FAISS index caught up with the store, or one rebuilt from it."""
+    if settings.milvus_uri:
+        shared = MilvusIndex(settings.milvus_uri, settings.milvus_collection)
+        try:
+            shared.catch_up(FingerprintStore(connection))
+        except IndexNotReady as exc:
+            logger.warning("the index is not ready yet: %s", exc)
+        return shared
     try:
         index = FingerprintIndex.load(index_file(settings))
     except IndexNotReady as exc:
@@ -43,12 +51,18 @@ def load_index(settings: Settings, connection: Database) -> FingerprintIndex:
     return index
 
 
+def save_index(settings: Settings, index: SearchIndex) -> None:
+    """Save a FAISS index under index_dir; Milvus keeps its own."""
+    if isinstance(index, FingerprintIndex):
+        index.save(index_file(settings))
+
+
 @dataclass
 class Services:
     """Everything a worker process loads once. c2pa objects are created here, after fork."""
 
     settings: Settings
-    index: FingerprintIndex
+    index: SearchIndex
     verifier: Verifier
     signer_error: str | None
     registry: Registry | None
@@ -109,32 +123,42 @@ def build_registry(
 
 
 def build_verifier(
-    settings: Settings, index: FingerprintIndex, calibration: Calibration | None = None
+    settings: Settings, index: SearchIndex, calibration: Calibration | None = None
 ) -> Verifier:
     """The read path over ``index``, trusting our anchors and our signers on record."""
     reader = ManifestReader(_trust_anchors(settings), signer_lookup(settings))
     return Verifier(settings, index, reader, calibration)
 
 
+def index_new_records(index: SearchIndex, connection: Database) -> None:
+    """Feed the index what was just committed. An index that cannot take it now (Milvus down)
+    takes it at its next catch-up: the store holds it, and the commit stands."""
+    try:
+        index.catch_up(FingerprintStore(connection))
+    except IndexNotReady as exc:
+        logger.warning("the index will catch up later: %s", exc)
+
+
 def build_services(
     settings: Settings, calibration: Calibration | None = None, index: FingerprintIndex | None = None
 ) -> Services:
-    """A process's services, over ``index`` where given (a server's workers share the one their
-    master loaded), else over the saved index loaded here; either caught up with the store."""
+    """A process's services, over ``index`` where given (a server's workers share the FAISS index
+    their master loaded), else over the index load_index opens here; either caught up with the store."""
 
-    def index_new_records(connection: Database) -> None:
-        searched.catch_up(FingerprintStore(connection))
+    def after_commit(connection: Database) -> None:
+        index_new_records(searched, connection)
 
     registry: Registry | None = None
     signer_error = None
     with contextlib.closing(db.open_database(settings.database)) as connection:
+        searched: SearchIndex
         if index is None:
             searched = load_index(settings, connection)
         else:
             searched = index
             searched.catch_up(FingerprintStore(connection))
         try:
-            registry = build_registry(settings, connection, after_commit=index_new_records)
+            registry = build_registry(settings, connection, after_commit=after_commit)
         except SigningUnavailable as exc:
             registry, signer_error = None, exc.detail
             logger.warning("signing disabled: %s", exc.detail)

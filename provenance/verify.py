@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from index import (
     Calibration,
     Evidence,
-    FingerprintIndex,
     FingerprintStore,
     Matcher,
     MethodEvidence,
     QueryDetail,
+    SearchIndex,
     StoredPreview,
     verdict_for,
 )
@@ -51,7 +51,7 @@ class Verifier:
     def __init__(
         self,
         settings: Settings,
-        index: FingerprintIndex,
+        index: SearchIndex,
         reader: ManifestReader,
         calibration: Calibration | None = None,
     ) -> None:

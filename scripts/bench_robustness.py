@@ -11,11 +11,13 @@ ever seen for a wrong record). Queries run in one process per core; latencies ar
 
 Usage: .venv/bin/python scripts/bench_robustness.py [--registered 300] [--records 10000] [--unrelated 10000]
        [--data-dir DIR]   # keep the registered store there and reuse it on the next run
+       [--milvus URI|embedded]   # search an index rebuilt in Milvus instead of FAISS
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import multiprocessing
@@ -26,7 +28,7 @@ import tempfile
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,14 +40,14 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from index import Calibration, FingerprintIndex, FingerprintStore, one_thread_per_process  # noqa: E402
+from index import Calibration, FingerprintStore, MilvusIndex, SearchIndex, one_thread_per_process  # noqa: E402
 from index.features import extract_local_features, verify_geometry  # noqa: E402
 from index.scoring import geometry_confidence, verdict_for  # noqa: E402
 from provenance import db  # noqa: E402
 from provenance.config import Settings  # noqa: E402
 from provenance.devkeys import KeyFiles, generate_dev_keys  # noqa: E402
 from provenance.registry import GenerationRequest  # noqa: E402
-from provenance.services import build_services, index_file  # noqa: E402
+from provenance.services import build_services, save_index  # noqa: E402
 
 DATA = ROOT / "bench-data"
 TILE_MIN_KEYPOINTS = 200
@@ -386,7 +388,7 @@ def tile(image: Image.Image, window: Window) -> Image.Image:
 # ---- queries --------------------------------------------------------------------------------
 
 _verifier = None
-_index: FingerprintIndex | None = None
+_index: SearchIndex | None = None
 _settings: Settings | None = None
 
 
@@ -572,6 +574,21 @@ def report(results: list[dict[str, object]], records: int, ram_per_record: float
     )
 
 
+@contextlib.contextmanager
+def milvus_server(given: str | None) -> Iterator[str | None]:
+    """The Milvus URI to search through, if any: as given, or an embedded server for the run."""
+    if given != "embedded":
+        yield given
+        return
+    from tests.milvus import MilvusCluster
+
+    cluster = MilvusCluster.start()
+    try:
+        yield cluster.uri
+    finally:
+        cluster.stop()
+
+
 def calibrated(args: argparse.Namespace) -> Calibration:
     """The service's calibration with the thresholds given on the command line instead."""
     thresholds = Calibration().thresholds
@@ -618,6 +635,11 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", type=Path, help="keep the registered store here; an existing one is reused as is"
     )
+    parser.add_argument(
+        "--milvus",
+        metavar="URI",
+        help="search an index rebuilt in Milvus at URI ('embedded': start the tests' Milvus server)",
+    )
     args = parser.parse_args()
     calibration = calibrated(args)
 
@@ -662,8 +684,8 @@ def main() -> None:
     print(f"{low_detail} low-detail photos are only distractors", file=sys.stderr)
     unrelated = [p for p in photos if p not in set(registered_photos)] + unrelated_art
 
-    with tempfile.TemporaryDirectory() as scratch:
-        settings = Settings(data_dir=args.data_dir or Path(scratch))
+    with tempfile.TemporaryDirectory() as scratch, milvus_server(args.milvus) as milvus_uri:
+        settings = Settings(data_dir=args.data_dir or Path(scratch), milvus_uri=milvus_uri)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         state = settings.data_dir / "bench-ids.json"
         if state.exists():
@@ -676,8 +698,13 @@ def main() -> None:
             state.write_text(json.dumps([ids, filler_ids]))
         names_by_id = {v: k for k, v in {**ids, **filler_ids}.items()}
         registered = list(ids)
+        if milvus_uri:
+            started = time.perf_counter()
+            with db.open_database(settings.database) as connection:
+                MilvusIndex.rebuild_from(FingerprintStore(connection), milvus_uri, settings.milvus_collection)
+            print(f"Milvus rebuild: {time.perf_counter() - started:.1f} s", file=sys.stderr)
         services = build_services(settings)
-        services.index.save(index_file(settings))
+        save_index(settings, services.index)
         records, ram = services.index.records, services.index.memory_bytes() / max(1, services.index.records)
 
         jobs: list[tuple[str, str, str | None, int]] = []

@@ -17,6 +17,7 @@ from provenance.apikeys import create_api_key
 from provenance.app import create_app
 from provenance.config import Settings
 from provenance.devkeys import KeyFiles, generate_dev_keys
+from tests.milvus import MilvusCluster
 from tests.postgres import PostgresCluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -34,6 +35,16 @@ def dev_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres_cluster() -> Iterator[PostgresCluster]:
     """One PostgreSQL server for the run, started when the first test needs it."""
     cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_cluster() -> Iterator[MilvusCluster]:
+    """One Milvus server for the run, started when the first test needs it."""
+    cluster = MilvusCluster.start()
     try:
         yield cluster
     finally:

@@ -23,6 +23,7 @@ ALLOWED = {
         "provenance/web.py",
     },
     "faiss": {"index/search.py", "index/hamming.py"},
+    "pymilvus": {"index/milvus.py"},
 }
 SOURCES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "index").glob("*.py")) + sorted(
     p.relative_to(ROOT).as_posix() for p in (ROOT / "provenance").glob("*.py")
@@ -112,7 +113,7 @@ def test_the_application_uses_only_the_index_interface(source: str) -> None:
 
 
 def test_the_index_interface_stays_small() -> None:
-    assert len(index.__all__) <= 16
+    assert len(index.__all__) <= 18  # two search engines (FAISS, Milvus) behind SearchIndex
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
