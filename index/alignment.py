@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from index.calibration import Alignment
+from index.features import homogeneous
 
 # What the constants of this comparison mean, and why they have their values: index.calibration.Alignment.
 _ECC_ERODE = np.ones((3, 3), np.uint8)  # leave out the overlap's interpolated rim
@@ -31,11 +32,13 @@ _ECC_ERODE = np.ones((3, 3), np.uint8)  # leave out the overlap's interpolated r
 @dataclass(frozen=True)
 class Agreement:
     """``share`` of the ``blocks`` judged (structured) blocks whose content correlates, 0..1,
-    under ``transform`` (the 2x3 query-to-preview map measured: the given one or its refinement)."""
+    under ``transform`` (the query-to-preview map measured, 2x3 or 3x3 as given: the given one
+    or its refinement)."""
 
     share: float
     blocks: int
     transform: np.ndarray
+    levels: float = 1.0  # share of the overlap's blocks whose mean level agrees (_level_agreement)
 
 
 def _blocks(values: np.ndarray, rows: int, cols: int, block: int) -> np.ndarray:
@@ -55,14 +58,14 @@ def block_agreement(
 ) -> Agreement | None:
     """How much of the overlap agrees once the query is aligned onto the original's preview.
 
-    ``query_gray`` and ``preview_gray`` are 2-D uint8 arrays; ``query_to_preview`` is the 2x3
-    affine map from query pixels to preview pixels. While the share is below ``enough`` (and
-    not below ``refine_from``: too far off to be a copy misaligned by a pixel or two) the map
-    is refined densely (see ``_refined``) and the better of the two alignments counts. A block
-    agrees where both are structured and correlate, or with ``edge_tolerant`` where the other
-    is at least not flat (see Alignment.not_flat_std); the thresholds that judge the share were
-    calibrated for one or the other. Returns None when the overlap holds fewer than 16
-    structured blocks: too little to judge.
+    ``query_gray`` and ``preview_gray`` are 2-D uint8 arrays; ``query_to_preview`` is the map
+    from query pixels to preview pixels: 2x3 (similarity, affine) or 3x3 (homography). While
+    the share is below ``enough`` (and not below ``refine_from``: too far off to be a copy
+    misaligned by a pixel or two) the map is refined densely (see ``_refined``) and the better
+    of the two alignments counts. A block agrees where both are structured and correlate, or
+    with ``edge_tolerant`` where the other is at least not flat (see Alignment.not_flat_std);
+    the thresholds that judge the share were calibrated for one or the other. Returns None
+    when the overlap holds fewer than 16 structured blocks: too little to judge.
     """
     height, width = preview_gray.shape
     if height // alignment.block < 3 or width // alignment.block < 3:
@@ -81,7 +84,7 @@ def block_agreement(
     if best is None:
         return None
     best_transform[:, :2] *= shrink  # back to the caller's query pixels
-    return Agreement(share=best[0], blocks=best[1], transform=best_transform)
+    return Agreement(share=best[0], blocks=best[1], transform=best_transform, levels=best[2])
 
 
 def _at_preview_scale(
@@ -107,10 +110,11 @@ def _at_preview_scale(
 def _warp_onto(
     query: np.ndarray, transform: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The query (grey or colour) warped into a (width, height) canvas, and the mask of pixels
-    it covers."""
-    warped = cv2.warpAffine(query, transform, size, flags=cv2.INTER_LINEAR)
-    inside = cv2.warpAffine(np.full(query.shape[:2], 255, np.uint8), transform, size, flags=cv2.INTER_NEAREST)
+    """The query (grey or colour) warped into a (width, height) canvas by a 2x3 or 3x3 map, and
+    the mask of pixels it covers."""
+    warp = cv2.warpAffine if transform.shape == (2, 3) else cv2.warpPerspective
+    warped = warp(query, transform, size, flags=cv2.INTER_LINEAR)
+    inside = warp(np.full(query.shape[:2], 255, np.uint8), transform, size, flags=cv2.INTER_NEAREST)
     return warped, inside
 
 
@@ -158,9 +162,9 @@ def _refined(
     moved = corners @ warp[:, :2].T + warp[:, 2]
     if np.abs(moved - corners).max() > alignment.max_refinement_blocks * alignment.block:
         return None
-    to_preview = np.vstack([np.asarray(cv2.invertAffineTransform(warp), np.float64), [0, 0, 1]])
-    refined: np.ndarray = (to_preview @ np.vstack([transform, [0, 0, 1]]))[:2]
-    return refined
+    to_preview = homogeneous(cv2.invertAffineTransform(warp))
+    refined: np.ndarray = to_preview @ homogeneous(transform)
+    return refined[: transform.shape[0]]  # a 3x3 map stays one; ECC's affine keeps its last row
 
 
 def _share_of_agreeing_blocks(
@@ -169,9 +173,10 @@ def _share_of_agreeing_blocks(
     transform: np.ndarray,
     edge_tolerant: bool,
     alignment: Alignment,
-) -> tuple[float, int] | None:
+) -> tuple[float, int, float] | None:
     """Block agreement of a query already at about the preview's scale, under ``transform``:
-    the share of judged blocks that agree, and how many were judged."""
+    the share of judged blocks that agree, how many were judged, and the share of all blocks of
+    the overlap whose mean level agrees (``_level_agreement``)."""
     height, width = preview_gray.shape
     block = alignment.block
     rows, cols = height // block, width // block
@@ -188,8 +193,9 @@ def _share_of_agreeing_blocks(
     if not complete.any():
         return None
     q, p = _blocks(warped, rows, cols, block), _blocks(preview, rows, cols, block)
-    q = q - q.mean(axis=2, keepdims=True)
-    p = p - p.mean(axis=2, keepdims=True)
+    q_mean, p_mean = q.mean(axis=2), p.mean(axis=2)
+    q = q - q_mean[..., None]
+    p = p - p_mean[..., None]
     q_std, p_std = np.sqrt((q * q).mean(axis=2)), np.sqrt((p * p).mean(axis=2))
     correlation = (q * p).mean(axis=2) / np.maximum(q_std * p_std, 1e-6)
     # A contrast change scales every block's spread alike: judge the query's structure on the
@@ -208,7 +214,26 @@ def _share_of_agreeing_blocks(
     else:
         comparable = in_query & in_preview
     agreeing = int((comparable & (correlation > alignment.agreeing_correlation)).sum())
-    return agreeing / judged, judged
+    levels = _level_agreement(q_mean[complete], p_mean[complete], alignment)
+    return agreeing / judged, judged, levels
+
+
+def _level_agreement(query: np.ndarray, preview: np.ndarray, alignment: Alignment) -> float:
+    """The share of blocks whose mean grey level is what a global brightness, contrast or gamma
+    edit of the query would give the original's there.
+
+    The structure test judges only structured blocks, by correlation, which ignores their level
+    and every calm block: one layout of outlined boxes drawn twice with other labels on another
+    soft background agrees there on every box edge. A copy keeps the original's levels up to one
+    monotone map, so the blocks are ranked by the query's level into bins of equal count and each
+    is compared with the median of the original's levels in its bin; an overlay changes only the
+    blocks it covers.
+    """
+    if len(query) < alignment.level_bins:
+        return 1.0
+    bins = np.array_split(np.argsort(query, kind="stable"), alignment.level_bins)
+    residual = np.concatenate([np.abs(preview[b] - np.median(preview[b])) for b in bins])
+    return float((residual <= alignment.level_tolerance).mean())
 
 
 def locate_within(

@@ -42,6 +42,13 @@ class Thresholds:
     agreement_at_many_inliers: float = 0.6
     agreement_span_inliers: int = 40
     agreement_below_match: float = 0.95
+    # A confirmed geometric match whose overlap keeps the original's block levels (up to one
+    # brightness, contrast or gamma map: index.alignment._level_agreement) in fewer than this
+    # share of its blocks is a possible match only: one layout of outlined boxes drawn twice
+    # with other labels on another soft background agrees on every box edge (tests: shares
+    # 0.72-0.92 on 26-97 inliers) but keeps 0.55-0.63 of its levels, where copies under the
+    # fitting model keep 0.93-1.
+    agreement_levels: float = 0.8
     # So many inliers need no dense confirmation (benchmark: wrong records reach 123, a mirrored
     # Wesnoth sprite against its neighbour in the same set).
     inliers_alone: int = 300
@@ -169,6 +176,11 @@ class Alignment:
     not_flat_std: float = 2.0
     agreeing_correlation: float = 0.5  # blocks correlating above this agree
     min_judged_blocks: int = 16  # fewer cannot tell a copy from a coincidence (a tiny overlap)
+    # The level test (index.alignment._level_agreement): blocks ranked by the query's level into
+    # this many bins of equal count; a block agrees within this many grey levels of its bin's
+    # median in the original.
+    level_bins: int = 16
+    level_tolerance: float = 12.0
     # ECC refinement (Evangelidis & Psarakis 2008): converges within 30 iterations on a copy
     # misplaced by a pixel or two; more only wander on wrong records.
     ecc_iterations: int = 30
@@ -200,6 +212,22 @@ class Ransac:
     # collapse the query onto a sliver of the reference (scale 0.02-0.2, measured).
     min_scale: float = 0.2
     max_scale: float = 10.0
+    # A copy stretched to another aspect ratio or photographed at an angle aligns only roughly
+    # under a similarity: its keypoints find it, its dense check fails. From this many inliers
+    # the same matches are fitted again by an affine map, then a homography, and judged under
+    # each (index.judging); fewer leave the richer models too much freedom to line up chance.
+    richer_from_inliers: int = 20
+    # A similarity whose overlap agrees this much fits (a copy's share is near 1 where nothing
+    # covers it); below, a richer model is judged too, and taken when it is a match where the
+    # similarity was not, or agrees clearly more (by better_fit_share; or has that share more
+    # inliers where a share was not judged).
+    similarity_fits: float = 0.85
+    better_fit_share: float = 0.1
+    # Limits of a richer fit: singular values of its linear part within this ratio (an aspect
+    # change of 30 % is 1.3/0.7 = 1.86 at worst, with shear), and a homography's perspective
+    # divisor across the query's corners within this ratio (corners moved 8 % of the side: 1.3).
+    max_anisotropy: float = 2.0
+    max_perspective: float = 1.5
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ Crops, padding and screenshots defeat global hashes; local descriptors survive t
 ORB keypoints on a copy scaled to a fixed long side, describe them with TEBLID-256 (OpenCV
 contrib, learned weights compiled into the wheel; Suarez et al., "Revisiting binary local image
 description for resource limited devices", 2021) and confirm a candidate by a RANSAC similarity
-transform, which also tells what region of the original the query shows. Thorn's perception
+transform, which also tells what region of the original the query shows. Where the copy was
+stretched or photographed at an angle, the same correspondences are fitted again by an affine map
+or a homography (``refit``), within limits that a real edit stays inside. Thorn's perception
 benchmark and ISC2021 winners use the same retrieve-then-verify shape.
 """
 
@@ -95,12 +97,29 @@ class LocalFeatures:
 
 
 @dataclass(frozen=True)
+class Correspondences:
+    """The descriptor matches a geometric model is fitted to: query and reference points of the
+    matches that passed the ratio test, the indices of those the fit uses (one per reference
+    keypoint), and what inliers are counted against."""
+
+    source: np.ndarray
+    target: np.ndarray
+    fitted: np.ndarray
+    tolerance: float
+    query_size: tuple[int, int]
+    reference_size: tuple[int, int]
+    query_scale: float  # original pixels per processing pixel, as LocalFeatures.scale
+    reference_scale: float
+
+
+@dataclass(frozen=True)
 class GeometricMatch:
     """A verified correspondence between a query and a reference image.
 
     ``region`` is the polygon of the reference (original pixel coordinates) that the query shows,
     clipped to the reference's bounds; ``coverage`` is its share of the reference's area.
-    ``transform`` is the 2x3 similarity from query pixels to reference pixels.
+    ``transform`` maps query pixels to reference pixels: 2x3 for a similarity or an affine map,
+    3x3 for a homography (``model``). ``correspondences`` let ``refit`` try another model.
     """
 
     inliers: int
@@ -110,6 +129,8 @@ class GeometricMatch:
     scale: float
     rotation_degrees: float
     transform: np.ndarray
+    model: str = "similarity"  # similarity | affine | homography
+    correspondences: Correspondences | None = None
 
 
 def _balanced_order(points: np.ndarray, responses: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -196,15 +217,40 @@ def _polygon_area(polygon: np.ndarray) -> float:
     return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
 
 
+def homogeneous(transform: np.ndarray) -> np.ndarray:
+    """A 2x3 or 3x3 map as a 3x3 matrix."""
+    if transform.shape == (3, 3):
+        return np.asarray(transform, np.float64)
+    return np.vstack([np.asarray(transform, np.float64), [0.0, 0.0, 1.0]])
+
+
+def output_scaled(transform: np.ndarray, factor: float) -> np.ndarray:
+    """A 2x3 or 3x3 map followed by scaling its output by ``factor`` (a homography's third row
+    must not be scaled, so ``transform * factor`` is wrong for it)."""
+    scaled = np.array(transform, np.float64)
+    scaled[:2] *= factor
+    return scaled
+
+
+def map_points(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(n, 2) points mapped by a 2x3 or 3x3 map."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    if transform.shape == (2, 3):
+        mapped: np.ndarray = points @ transform[:, :2].T + transform[:, 2]
+        return mapped
+    projected = np.hstack([points, np.ones((len(points), 1))]) @ np.asarray(transform, np.float64).T
+    return projected[:, :2] / projected[:, 2:]
+
+
 def mapped_region(
     transform: np.ndarray, size: tuple[int, int], reference_size: tuple[int, int]
 ) -> tuple[tuple[tuple[float, float], ...], float]:
     """The polygon of the reference (its pixels) that an image of ``size`` shows under the 2x3
-    ``transform`` from its pixels to the reference's, clipped to the reference, and that
+    or 3x3 ``transform`` from its pixels to the reference's, clipped to the reference, and that
     polygon's share of the reference's area."""
     width, height = size
     corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
-    mapped = corners @ transform[:, :2].T + transform[:, 2]
+    mapped = map_points(transform, corners)
     region = _clip_polygon(mapped, *reference_size)
     area = reference_size[0] * reference_size[1]
     coverage = _polygon_area(region) / area if len(region) else 0.0
@@ -242,32 +288,119 @@ def verify_geometry(
     distinct = np.sort(closest_first[first])
     if len(distinct) < 4:
         return None
-    tolerance = ransac.reprojection_pixels * reference.scale
-    transform, _ = cv2.estimateAffinePartial2D(
-        source[distinct],
-        target[distinct],
-        method=cv2.RANSAC,
-        ransacReprojThreshold=tolerance,
-        maxIters=ransac.iterations,
-        confidence=ransac.confidence,
+    correspondences = Correspondences(
+        source=source,
+        target=target,
+        fitted=distinct,
+        tolerance=ransac.reprojection_pixels * reference.scale,
+        query_size=(query.width, query.height),
+        reference_size=(reference.width, reference.height),
+        query_scale=query.scale,
+        reference_scale=reference.scale,
     )
+    return _fitted(correspondences, "similarity", ransac)
+
+
+def refit(match: GeometricMatch, model: str, ransac: Ransac) -> GeometricMatch | None:
+    """The same correspondences fitted by a richer ``model``: "affine" (a stretched copy: another
+    aspect ratio, a shear) or "homography" (a picture photographed at an angle). Both have more
+    freedom to line up chance matches, so a fit must keep to what a real edit does
+    (``_plausible``); None where it does not, or no fit exists."""
+    if match.correspondences is None:
+        return None
+    return _fitted(match.correspondences, model, ransac)
+
+
+def _fitted(found: Correspondences, model: str, ransac: Ransac) -> GeometricMatch | None:
+    """RANSAC fit of ``model`` to the distinct correspondences; every match within the tolerance
+    of the fit counts as an inlier."""
+    source, target = found.source[found.fitted], found.target[found.fitted]
+    if len(source) < 4:
+        return None
+    transform: np.ndarray | None
+    if model == "homography":
+        transform, _ = cv2.findHomography(
+            source,
+            target,
+            cv2.RANSAC,
+            found.tolerance,
+            maxIters=ransac.iterations,
+            confidence=ransac.confidence,
+        )
+    else:
+        estimate = cv2.estimateAffinePartial2D if model == "similarity" else cv2.estimateAffine2D
+        transform, _ = estimate(
+            source,
+            target,
+            method=cv2.RANSAC,
+            ransacReprojThreshold=found.tolerance,
+            maxIters=ransac.iterations,
+            confidence=ransac.confidence,
+        )
     if transform is None:
         return None
-    errors = np.linalg.norm(source @ transform[:, :2].T + transform[:, 2] - target, axis=1)
-    inliers = int((errors <= tolerance).sum())
+    errors = np.linalg.norm(map_points(transform, found.source) - found.target, axis=1)
+    inliers = int((errors <= found.tolerance).sum())
+    linear = _linear_part(transform, found.query_size)
     # Reference processing pixels per query processing pixel (see Ransac.min_scale).
-    scale = float(np.hypot(transform[0, 0], transform[1, 0])) * query.scale / reference.scale
+    scale = float(np.sqrt(abs(np.linalg.det(linear)))) * found.query_scale / found.reference_scale
     if inliers < 4 or not ransac.min_scale <= scale <= ransac.max_scale:
         return None
-    region, coverage = mapped_region(
-        transform, (query.width, query.height), (reference.width, reference.height)
-    )
+    if model != "similarity" and not _plausible(transform, linear, found.query_size, ransac):
+        return None
+    region, coverage = mapped_region(transform, found.query_size, found.reference_size)
     return GeometricMatch(
         inliers=inliers,
-        tentative_matches=len(good),
+        tentative_matches=len(found.source),
         region=region,
         coverage=coverage,
         scale=scale,
-        rotation_degrees=float(np.degrees(np.arctan2(transform[1, 0], transform[0, 0]))),
+        rotation_degrees=float(np.degrees(np.arctan2(linear[1, 0], linear[0, 0]))),
         transform=transform,
+        model=model,
+        correspondences=found,
     )
+
+
+def _linear_part(transform: np.ndarray, query_size: tuple[int, int]) -> np.ndarray:
+    """The map's 2x2 linear part: an affine map's matrix, a homography's Jacobian at the query's
+    centre."""
+    if transform.shape == (2, 3):
+        return np.asarray(transform[:, :2], np.float64)
+    h = np.asarray(transform, np.float64) / transform[2, 2]
+    x, y = query_size[0] / 2, query_size[1] / 2
+    w = h[2, 0] * x + h[2, 1] * y + 1
+    u, v = h[0, 0] * x + h[0, 1] * y + h[0, 2], h[1, 0] * x + h[1, 1] * y + h[1, 2]
+    return np.array(
+        [
+            [(h[0, 0] * w - u * h[2, 0]) / w**2, (h[0, 1] * w - u * h[2, 1]) / w**2],
+            [(h[1, 0] * w - v * h[2, 0]) / w**2, (h[1, 1] * w - v * h[2, 1]) / w**2],
+        ]
+    )
+
+
+def _plausible(
+    transform: np.ndarray, linear: np.ndarray, query_size: tuple[int, int], ransac: Ransac
+) -> bool:
+    """Whether a richer fit is one that real edits make: it keeps the picture's orientation (a
+    mirror is another look's business, a fold none), stretches one axis against the other by at
+    most ``max_anisotropy`` (an aspect change of 30 % plus some shear), and, for a homography,
+    keeps the query's outline a convex quadrilateral whose depth (the perspective divisor across
+    its corners) varies by at most ``max_perspective``: a print or a screen photographed at an
+    angle, not a sliver stretched to infinity."""
+    if np.linalg.det(linear) <= 0:
+        return False
+    singular = np.linalg.svd(linear, compute_uv=False)
+    if singular[0] > ransac.max_anisotropy * singular[1]:
+        return False
+    if transform.shape == (2, 3):
+        return True
+    width, height = query_size
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
+    depth = np.hstack([corners, np.ones((4, 1))]) @ (transform[2] / transform[2, 2])
+    if depth.min() <= 0 or depth.max() > ransac.max_perspective * depth.min():
+        return False
+    outline = map_points(transform, corners)
+    edges = np.roll(outline, -1, axis=0) - outline
+    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    return bool((turns > 0).all())

@@ -10,7 +10,14 @@ from PIL import Image
 from index.alignment import Agreement, block_agreement, hue_agreement, locate_within, placed_finer
 from index.calibration import Calibration
 from index.evidence import Evidence, Picture, judged, matched
-from index.features import GeometricMatch, LocalFeatures, mapped_region, verify_geometry
+from index.features import (
+    GeometricMatch,
+    LocalFeatures,
+    mapped_region,
+    output_scaled,
+    refit,
+    verify_geometry,
+)
 from index.fingerprints import dihedral_variant
 from index.preview import Preview, fitting
 from index.query import Found, Query
@@ -81,7 +88,7 @@ def verify_candidates(
         if geometry.inliers > found.inliers or (
             kept < MATCH_CONFIDENCE and geometry.inliers >= thresholds.inliers_possible
         ):
-            agreement, confidence = _judge_geometry(query, suspect, record_id, geometry)
+            geometry, agreement, confidence = _judge_models(query, suspect, record_id, geometry)
             if confidence > kept or (confidence == kept and geometry.inliers > found.inliers):
                 found.inliers = geometry.inliers
                 found.region, found.coverage = geometry.region, geometry.coverage
@@ -116,6 +123,58 @@ def _geometry(
     return whole if whole is not None and whole.inliers > geometry.inliers else geometry
 
 
+def _judge_models(
+    query: Query, suspect: Picture, record_id: int, similarity: GeometricMatch
+) -> tuple[GeometricMatch, Agreement | None, float]:
+    """A geometric match judged under the simplest model that fits it: the similarity first,
+    then, where its overlap agrees less than ``similarity_fits`` and enough inliers support more
+    freedom, an affine map and a homography fitted to the same correspondences
+    (index.features.refit); returns the match taken, its agreement and its confidence.
+
+    A stretched crop or a photographed print aligns only roughly under a similarity: the dense
+    check turns it down or, if it passes, the region has the wrong shape. The richer models come
+    second because on a screenshot's small picture among page chrome their extra freedom finds
+    worse fits (a probe on held-back images: screenshots 94 -> 90 % with the affine map alone);
+    a copy that the similarity fits never depends on them.
+    """
+    agreement, confidence = _judge_geometry(query, suspect, record_id, similarity)
+    best = similarity, agreement, confidence
+    ransac = query.calibration.ransac
+    # A match on inliers alone (agreement None) says nothing of the fit: refit it too, which
+    # costs a RANSAC, not a dense check, since its inliers decide again.
+    if similarity.inliers < ransac.richer_from_inliers or (
+        confidence >= MATCH_CONFIDENCE and agreement is not None and agreement.share >= ransac.similarity_fits
+    ):
+        return best
+    for model in ("affine", "homography"):
+        richer = refit(similarity, model, ransac)
+        # A fit that explains fewer matches than the similarity did is no better account of them.
+        if richer is None or richer.inliers < similarity.inliers:
+            continue
+        agreement, confidence = _judge_geometry(query, suspect, record_id, richer)
+        if _better_fit((richer, agreement, confidence), best, ransac.better_fit_share):
+            best = richer, agreement, confidence
+        if best[2] >= MATCH_CONFIDENCE and best[1] is not None and best[1].share >= ransac.similarity_fits:
+            break
+    return best
+
+
+def _better_fit(
+    judged: tuple[GeometricMatch, Agreement | None, float],
+    than: tuple[GeometricMatch, Agreement | None, float],
+    margin: float,
+) -> bool:
+    """Whether a richer model's judgement beats the best so far: a higher confidence, or, at the
+    same, an overlap that agrees clearly more (a match of a stretched copy under a similarity is
+    still one, but its region is the wrong shape); where either was not judged densely (too many
+    inliers to need it, too calm to judge), clearly more inliers under the same tolerance."""
+    if judged[2] != than[2]:
+        return judged[2] > than[2]
+    if judged[1] is not None and than[1] is not None:
+        return judged[1].share >= than[1].share + margin
+    return judged[0].inliers >= (1 + margin) * than[0].inliers
+
+
 def _judge_geometry(
     query: Query, suspect: Picture, record_id: int, geometry: GeometricMatch
 ) -> tuple[Agreement | None, float]:
@@ -133,7 +192,7 @@ def _judge_geometry(
     enough = required_agreement(geometry.inliers, thresholds)
     agreement = _preview_agreement(query, suspect, preview, preview.coarse, geometry.transform, enough)
     confidence = _geometry_confidence(query, suspect, preview.coarse, geometry, agreement)
-    fine = preview.fine_for(geometry.transform * (preview.stored_width / preview.width))
+    fine = preview.fine_for(output_scaled(geometry.transform, preview.stored_width / preview.width))
     if confidence >= MATCH_CONFIDENCE or fine is None:
         return agreement, confidence
     fine_agreement = _preview_agreement(query, suspect, preview, fine, geometry.transform, enough)
@@ -144,11 +203,14 @@ def _judge_geometry(
 def _geometry_confidence(
     query: Query, suspect: Picture, judged_on: Picture, geometry: GeometricMatch, agreement: Agreement | None
 ) -> float:
-    """A geometric match's confidence; one of few inliers must keep the original's hues too
-    (asked only where the rest confirms it)."""
+    """A geometric match's confidence; its overlap must keep the original's block levels, and
+    one of few inliers the original's hues too (asked only where the rest confirms it)."""
     thresholds = query.calibration.thresholds
     share = None if agreement is None else agreement.share
     confidence = geometry_confidence(geometry.inliers, share, thresholds)
+    if agreement is not None and agreement.levels < thresholds.agreement_levels:
+        # Its structure agrees, its levels do not: one layout drawn twice (Thresholds).
+        confidence = min(confidence, MATCH_CONFIDENCE - 0.01)
     if (
         agreement is not None
         and confidence >= MATCH_CONFIDENCE
@@ -252,9 +314,10 @@ def _preview_agreement(
     to_original: np.ndarray,
     enough: float,
 ) -> Agreement | None:
-    """How the overlap agrees once the suspect is mapped by ``to_original`` (2x3, suspect pixels
-    to the original's) onto ``judged_on``, the record's preview coarse or fine; None: cannot judge."""
-    to_preview = to_original * (judged_on.image.width / preview.width)
+    """How the overlap agrees once the suspect is mapped by ``to_original`` (2x3 or 3x3, suspect
+    pixels to the original's) onto ``judged_on``, the record's preview coarse or fine; None:
+    cannot judge."""
+    to_preview = output_scaled(to_original, judged_on.image.width / preview.width)
     return block_agreement(
         suspect.gray, judged_on.gray, to_preview, query.calibration.alignment, enough=enough
     )

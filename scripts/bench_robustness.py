@@ -48,6 +48,15 @@ from provenance.config import Settings  # noqa: E402
 from provenance.devkeys import KeyFiles, generate_dev_keys  # noqa: E402
 from provenance.registry import GenerationRequest  # noqa: E402
 from provenance.services import build_services, save_index  # noqa: E402
+from scripts.bench_warps import (  # noqa: E402
+    LAYOUT,
+    SUBJECT,
+    collage,
+    near_miss_query,
+    near_miss_record,
+    perspective,
+    stretch,
+)
 
 DATA = ROOT / "bench-data"
 TILE_MIN_KEYPOINTS = 200
@@ -193,6 +202,12 @@ FAMILIES: dict[str, tuple[str, Transform]] = {
     "crop 25% centred": ("crop 25%", lambda im, r: crop(im, 0.25, r, True)),
     "crop 25% off-centre": ("crop 25%", lambda im, r: crop(im, 0.25, r, False)),
     "crop 25% + resize + jpeg": ("crop 25%", lambda im, r: jpeg(scale(crop(im, 0.25, r, False), 0.8), 60)),
+    "perspective 8%": ("perspective", perspective),
+    "stretch 10-30%": ("stretched", stretch),
+    "crop 50% + stretch": ("stretched", lambda im, r: stretch(im, r, keep_area=0.5)),
+    "crop 25% + stretch": ("stretched", lambda im, r: stretch(im, r, keep_area=0.25)),
+    "collage 2x2": ("collage", lambda im, r: collage(im, r, 2, _collage_photos, load)),
+    "collage 3x3": ("collage", lambda im, r: collage(im, r, 3, _collage_photos, load)),
 }
 TARGETS = {
     "strip": 99,
@@ -208,7 +223,12 @@ TARGETS = {
     "crop 25%": 90,
     "screenshot": 95,
     "rotate <=15": 95,
+    "perspective": 90,
+    "stretched": 92,
+    "collage": 90,
 }
+# The edits that near misses (bench_warps) are queried with, besides none.
+NEAR_MISS_FAMILIES = ["original", "perspective 8%", "stretch 10-30%", "crop 50% + stretch", "collage 2x2"]
 
 
 # Images of the corpus that reuse a drawn part of another (found among the reported false
@@ -367,6 +387,19 @@ def register_all(
     return ids
 
 
+def register_near_misses(settings: Settings, names: list[str]) -> dict[str, str]:
+    """Register the registered side of each near miss (bench_warps)."""
+    registry = build_services(settings).require_registry()
+    ids: dict[str, str] = {}
+    with db.connect(settings.database) as connection:
+        for name in names:
+            buffer = io.BytesIO()
+            near_miss_record(name, load).save(buffer, "JPEG", quality=92)
+            registration = registry.register(connection, buffer.getvalue(), GenerationRequest(model="bench"))
+            ids[name] = registration.record.generation_id
+    return ids
+
+
 def register(
     settings: Settings, registered: list[str], filler: list[str], records: int
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -390,10 +423,12 @@ def tile(image: Image.Image, window: Window) -> Image.Image:
 _verifier = None
 _index: SearchIndex | None = None
 _settings: Settings | None = None
+_collage_photos: list[str] = []  # never-registered photos, for the other tiles of a collage
 
 
-def _init_worker(settings: Settings, calibration: Calibration) -> None:
-    global _verifier, _index, _settings
+def _init_worker(settings: Settings, calibration: Calibration, collage_photos: list[str]) -> None:
+    global _verifier, _index, _settings, _collage_photos
+    _collage_photos = collage_photos
     one_thread_per_process()  # one process per core, as gunicorn runs them
     _settings = settings
     services = build_services(settings, calibration)
@@ -405,7 +440,10 @@ def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
     assert _verifier is not None and _settings is not None
     rng = random.Random(seed)
     published = _settings.data_dir / "published" / f"{expected}.jpg"
-    image = Image.open(published) if expected else load(name)
+    if expected:
+        image = Image.open(published)
+    else:
+        image = near_miss_query(name, load) if name.startswith((SUBJECT, LAYOUT)) else load(name)
     if family != "original":
         image = FAMILIES[family][1](image, rng)
     data = encode_query(image)
@@ -506,7 +544,8 @@ def percentile(values: list[float], q: float) -> float:
 def report(results: list[dict[str, object]], records: int, ram_per_record: float) -> None:
     by_family: dict[str, list[dict[str, object]]] = defaultdict(list)
     for r in results:
-        by_family[str(r["family"]) if r["expected"] else f"unrelated: {r['family']}"].append(r)
+        kind = "near miss" if str(r["name"]).startswith((SUBJECT, LAYOUT)) else "unrelated"
+        by_family[str(r["family"]) if r["expected"] else f"{kind}: {r['family']}"].append(r)
     # "low detail": queries the service itself reports as too flat to match with precision (a crop
     # of a drawing's empty background); "detailed %" is the recall over the others.
     print(
@@ -515,18 +554,18 @@ def report(results: list[dict[str, object]], records: int, ram_per_record: float
     )
     print("-" * 135)
     group_stats: dict[str, list[bool]] = defaultdict(list)
-    for family in [*FAMILIES, *sorted(f for f in by_family if f.startswith("unrelated"))]:
+    for family in [*FAMILIES, *sorted(f for f in by_family if f.startswith(("unrelated", "near miss")))]:
         rows = by_family.get(family, [])
         if not rows:
             continue
-        group = FAMILIES[family][0] if family in FAMILIES else "unrelated"
+        group = FAMILIES[family][0] if family in FAMILIES else family.partition(":")[0]
         hits = [r["verdict"] == "matched" and r["top"] == r["expected"] for r in rows]
         possible = [r["verdict"] == "possible_match" for r in rows]
         group_stats[group].extend(hits)
         latencies = [float(r["elapsed"]) for r in rows]  # type: ignore[arg-type]
         detailed = [h for h, r in zip(hits, rows, strict=True) if not r.get("low_detail")]
         low_detail = len(rows) - len(detailed)
-        if group == "unrelated":
+        if group in ("unrelated", "near miss"):
             recall, detailed_recall = f"{'':>9}", f"{'':>10}"
         else:
             recall = f"{100 * sum(hits) / len(rows):9.1f}"
@@ -629,6 +668,12 @@ def main() -> None:
         help="the dense agreement shares to try (at inliers-match, 40 inliers more)",
     )
     parser.add_argument("--agreement-below-match", type=float, help="the share asked below inliers-match")
+    parser.add_argument(
+        "--near-misses",
+        type=int,
+        default=30,
+        help="near misses of each kind (bench_warps), each queried 5 ways",
+    )
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, help="also write every query's result here")
@@ -682,21 +727,32 @@ def main() -> None:
     registered = registered_photos + registered_art
     low_detail = len(photos) - len(detailed_photos)
     print(f"{low_detail} low-detail photos are only distractors", file=sys.stderr)
-    unrelated = [p for p in photos if p not in set(registered_photos)] + unrelated_art
+    unrelated_photos = [p for p in photos if p not in set(registered_photos)]
+    # A near miss's photo is half registered: it is no longer an unrelated image, nor a collage's tile.
+    near_photos = [p for p in unrelated_photos if has_detail(p)][: args.near_misses]
+    unrelated_photos = [p for p in unrelated_photos if p not in set(near_photos)]
+    near_misses = [SUBJECT + p for p in near_photos] + [LAYOUT + str(i) for i in range(args.near_misses)]
+    unrelated = unrelated_photos + unrelated_art
 
     with tempfile.TemporaryDirectory() as scratch, milvus_server(args.milvus) as milvus_uri:
         settings = Settings(data_dir=args.data_dir or Path(scratch), milvus_uri=milvus_uri)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         state = settings.data_dir / "bench-ids.json"
         if state.exists():
-            ids, filler_ids = json.loads(state.read_text())
+            ids, filler_ids, *near = json.loads(state.read_text())
+            near_ids = near[0] if near else {}
             if len(ids) + len(filler_ids) < args.records:  # a bigger store than last time
                 filler_ids = register_all(settings, filler, args.records - len(ids), filler_ids)
-                state.write_text(json.dumps([ids, filler_ids]))
         else:
             ids, filler_ids = register(settings, registered, filler, args.records)
-            state.write_text(json.dumps([ids, filler_ids]))
-        names_by_id = {v: k for k, v in {**ids, **filler_ids}.items()}
+            near_ids = {}
+        near_ids.update(register_near_misses(settings, [n for n in near_misses if n not in near_ids]))
+        state.write_text(json.dumps([ids, filler_ids, near_ids]))
+        names_by_id = {v: k for k, v in {**ids, **filler_ids, **near_ids}.items()}
+        # Every photo whose half an earlier, larger run registered is no unrelated image either.
+        halves = {n.removeprefix(SUBJECT) for n in near_ids if n.startswith(SUBJECT)}
+        unrelated_photos = [p for p in unrelated_photos if p not in halves]
+        unrelated = unrelated_photos + unrelated_art
         registered = list(ids)
         if milvus_uri:
             started = time.perf_counter()
@@ -722,9 +778,16 @@ def main() -> None:
                 "original" if i < len(unrelated) else families[(i // len(unrelated) * 7 + i) % len(families)]
             )
             jobs.append((name, family, None, args.seed + 10_000_000 + i))
+        for i, name in enumerate(near_misses):
+            jobs += [
+                (name, family, None, args.seed + 20_000_000 + i * 100 + j)
+                for j, family in enumerate(NEAR_MISS_FAMILIES)
+            ]
         print(f"{len(jobs)} queries on {args.workers} processes", file=sys.stderr)
         context = multiprocessing.get_context("spawn")  # c2pa objects must not cross a fork
-        with context.Pool(args.workers, initializer=_init_worker, initargs=(settings, calibration)) as pool:
+        collage_photos = unrelated_photos
+        initargs = (settings, calibration, collage_photos)
+        with context.Pool(args.workers, initializer=_init_worker, initargs=initargs) as pool:
             results = list(pool.imap_unordered(run_query, jobs, chunksize=8))
     if not results:
         print(f"{records} records registered; no queries asked")

@@ -20,7 +20,7 @@ def readme_text() -> str:
 
 def stated_numbers(calibration: Calibration) -> list[str]:
     """The README's sentences that state a calibrated number, written from ``calibration``."""
-    t, looks = calibration.thresholds, calibration.looks
+    t, looks, r = calibration.thresholds, calibration.looks, calibration.ransac
     return [
         f"a hit within {t.pdq_match} bits is a match unless the whole suspect disagrees",
         f"(agreement below {t.pdq_match_agreement}:",
@@ -36,6 +36,10 @@ def stated_numbers(calibration: Calibration) -> list[str]:
         f"({t.dense_agreement} from {t.dense_many_blocks} blocks;",
         f"fewer than {t.inliers_reviewed_anyway} inliers whose overlap agrees below {t.agreement_to_review}",
         f"(PDQ quality below {t.pdq_min_quality} and fewer than {t.low_detail_keypoints} keypoints",
+        f"where its overlap agrees below {r.similarity_fits} and {r.richer_from_inliers} inliers",
+        f"axes stretched apart at most {r.max_anisotropy:g} times, depth across the corners varying at "
+        f"most {r.max_perspective:g} times",
+        f"brightness, contrast or gamma map in {round(100 * t.agreement_levels)} % of its overlap",
         f"judged at {looks.judged_side} px first",
         f"looks at {looks.small_side} and at {looks.smaller_side} px",
         f"the first {WORDS[looks.dense_candidates]} records of each look",

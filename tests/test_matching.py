@@ -57,20 +57,27 @@ def preview_of(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def library() -> Library:
+def library_of(images: dict[int, Image.Image]) -> Library:
+    """The images registered under their record ids, with their 512 px previews."""
     connection = sqlite3.connect(":memory:", isolation_level=None)
     connection.execute(FingerprintStore.SCHEMA)
     connection.execute(FingerprintStore.REMOVALS_SCHEMA)
     store = FingerprintStore(connection)
     previews = {}
-    for record_id, name in enumerate(NAMES, start=1):
-        image = transforms.decode(fixture_bytes(f"{name}.jpg"))
+    for record_id, image in images.items():
         store.add(record_id, fingerprint_image(image))
         previews[record_id] = StoredPreview(image.width, image.height, preview_of(image))
     index = FingerprintIndex()
     index.catch_up(store)
     return Library(store, index, previews)
+
+
+@pytest.fixture(scope="module")
+def library() -> Library:
+    names = enumerate(NAMES, start=1)
+    return library_of(
+        {record_id: transforms.decode(fixture_bytes(f"{name}.jpg")) for record_id, name in names}
+    )
 
 
 def best(evidence: dict[int, Evidence]) -> int:

@@ -1,11 +1,15 @@
-"""Edits that copies of images suffer in the wild, for tests: strip, crop, resize, re-encode, pad."""
+"""Edits that copies of images suffer in the wild, for tests: strip, crop, resize, re-encode, pad,
+warp; and synthetic layouts that can be drawn twice with other details."""
 
 from __future__ import annotations
 
 import io
+import random
 import struct
 
-from PIL import Image, ImageDraw, ImageOps, PngImagePlugin
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 
 
 def decode(data: bytes) -> Image.Image:
@@ -61,6 +65,57 @@ def screenshot(data: bytes, scale: float = 0.8) -> tuple[bytes, tuple[int, int]]
     offset = (30, 90)
     canvas.paste(shown, offset)
     return encode(canvas, "PNG"), offset
+
+
+def warp(
+    image: Image.Image,
+    to_warped: np.ndarray,
+    size: tuple[int, int],
+    background: tuple[int, int, int] = (0, 0, 0),
+) -> Image.Image:
+    """The image under a 3x3 map onto a canvas of ``size`` (a print photographed at an angle)."""
+    pixels = cv2.warpPerspective(
+        np.asarray(image.convert("RGB")), to_warped, size, flags=cv2.INTER_LINEAR, borderValue=background
+    )
+    return Image.fromarray(pixels)
+
+
+_WORDS = [
+    "total",
+    "north",
+    "report",
+    "sales",
+    "index",
+    "profile",
+    "status",
+    "garden",
+    "ocean",
+    "update",
+    "river",
+    "delta",
+]
+
+
+def layout(number: int, details: int, size: tuple[int, int] = (960, 720)) -> Image.Image:
+    """A synthetic page: a dozen outlined boxes, each with a label, on a soft colour field. The boxes'
+    places and sizes come from ``number``; ``details`` draws the background, the outlines' colours
+    and widths and the labels, so two details of one number share every box corner."""
+    places, drawn = random.Random(number), random.Random(1_000_003 * number + details)
+    width, height = size
+    # A soft, pale background: what little structure there is, the boxes and labels bring.
+    noise = np.random.default_rng(drawn.randrange(2**31)).uniform(150, 230, (height // 120, width // 120, 3))
+    image = Image.fromarray(cv2.resize(noise.astype(np.uint8), size, interpolation=cv2.INTER_CUBIC))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=18)
+    for _ in range(12):
+        box_width, box_height = places.randint(60, 260), places.randint(40, 180)
+        left, top = places.randint(0, width - box_width - 1), places.randint(0, height - box_height - 1)
+        colour = tuple(drawn.randrange(140) for _ in range(3))
+        draw.rectangle(
+            (left, top, left + box_width, top + box_height), outline=colour, width=drawn.randint(2, 5)
+        )
+        draw.text((left + 8, top + 8), drawn.choice(_WORDS), fill=colour, font=font)
+    return image
 
 
 def break_manifest(signed: bytes) -> bytes:
