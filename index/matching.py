@@ -23,7 +23,7 @@ from index.preview import Previews, PreviewSource
 from index.query import Found, Query
 from index.scoring import MATCH_CONFIDENCE, fill_confidence, pdq_agreement_needed, pdq_confidence
 from index.search import FingerprintIndex
-from index.smooth import SmoothRecords, fill_agreement
+from index.smooth import SmoothRecords, fill_agreement, smooth
 from index.store import FingerprintStore
 
 
@@ -136,11 +136,12 @@ def smooth_look(query: Query, evidence: Found) -> None:
     quality and few keypoints, so neither finds its copy: the smooth records whose colour
     layouts lie nearest are compared with the whole suspect, block by block, under the mild
     global colour edit that fits best (index.smooth)."""
-    fill = query.calibration.fill
+    fill, thresholds = query.calibration.fill, query.calibration.thresholds
+    assert query.features is not None  # the first keypoint look always runs
+    if not smooth(query.hashes[0].quality, len(query.features), thresholds):
+        return  # a copy of a smooth picture is smooth too: mild edits add no detail
     suspect = query.suspect
-    nearest = query.smooth.nearest(
-        suspect.rgb, query.store, query.previews, fill, query.calibration.thresholds
-    )
+    nearest = query.smooth.nearest(suspect.rgb, query.store, query.previews, fill, thresholds)
     for record_id in nearest:
         preview = query.previews.get(record_id)
         agreement = None if preview is None else fill_agreement(suspect.rgb, preview.coarse.rgb, fill)

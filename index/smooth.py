@@ -163,6 +163,11 @@ def fill_agreement(suspect_rgb: np.ndarray, preview_rgb: np.ndarray, fill: Fill)
     )
 
 
+def smooth(pdq_quality: int, keypoints: int, thresholds: Thresholds) -> bool:
+    """Whether a picture is smooth: a PDQ hash of low quality, or few keypoints (a flag's)."""
+    return pdq_quality < thresholds.pdq_min_quality or keypoints < thresholds.low_detail_keypoints
+
+
 def colour_layout(rgb: np.ndarray, side: int) -> np.ndarray:
     """Where a picture's colours lie, coarsely: CIELAB means of a ``side`` by ``side`` grid, less
     their mean and over their spread, so that a mild global edit barely moves it."""
@@ -212,7 +217,7 @@ class SmoothRecords:
         for rows in store.rows_after(self._last_record_id, 0):
             quality = 0 if rows.pdq is None else rows.pdq.quality
             keypoints = 0 if rows.local_prefix is None else LocalFeatures.stored_count(rows.local_prefix)
-            if quality < thresholds.pdq_min_quality or keypoints < thresholds.low_detail_keypoints:
+            if smooth(quality, keypoints, thresholds):
                 self._smooth.add(rows.record_id)
             self._last_record_id = rows.record_id
         for seq, record_id in store.removals_after(self._last_removal_seq):

@@ -140,7 +140,6 @@ def test_an_unrelated_image_takes_every_look_and_matches_nothing(library: Librar
     evidence, steps = library.search(fixture_bytes("hubble.jpg"))
     assert not matched(evidence)
     for step in (
-        "smooth",
         "local_extract_small",
         "local_extract_smaller",
         "dense",
