@@ -225,6 +225,9 @@ class Fill:
     tolerance: float = 4.0  # CIELAB units between mapped block means
     edge_allowance: float = 0.25  # of a block's own colour spread
     share: float = 0.98  # of the blocks within the tolerance
+    # A geometric match whose region covers this much of the original makes the suspect a whole
+    # copy, which the colour comparison may veto (index.matching.colour_veto_look).
+    whole_coverage: float = 0.9
     min_spread: float = 5.0  # CIELAB; a near-uniform picture identifies nothing
 
 

@@ -32,16 +32,12 @@ from index.store import FingerprintStore
 
 @dataclass(frozen=True)
 class FillAgreement:
-    """``share`` of the ``blocks`` compared whose colour agrees under the fitted edit
-    (``saturation``, per-channel ``gains`` and ``offsets``); ``spread``, the preview's colour
-    spread over its blocks (CIELAB units), which says whether the picture holds enough to
-    identify it at all."""
+    """``share`` of the ``blocks`` compared whose colour agrees under the fitted mild edit (0
+    where none fits); ``spread``, the preview's colour spread over its blocks (CIELAB units),
+    which says whether the picture holds enough to identify it at all."""
 
     share: float
     blocks: int
-    saturation: float
-    gains: tuple[float, ...]
-    offsets: tuple[float, ...]
     spread: float
 
 
@@ -69,13 +65,11 @@ def _saturated(rgb: np.ndarray, saturation: float) -> np.ndarray:
     return blended
 
 
-def _fitted_edit(
-    original: np.ndarray, copy: np.ndarray, fill: Fill
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
+def _fitted_edit(original: np.ndarray, copy: np.ndarray, fill: Fill) -> np.ndarray | None:
     """The mild edit that best takes the original's block colours to the copy's: a saturation
     change (a blend with grey), then per channel a gain and an offset (brightness, contrast,
     white balance), then clipping. Each channel is fitted where the copy's is not clipped.
-    Returns the saturation, gains, offsets and the mapped colours; None where no mild edit fits.
+    Returns the original's colours so edited; None where no mild edit fits.
 
     A channel that barely varies (the green of a purple gradient) or a picture of two colours
     (a linear gradient is a line in RGB, which many edits fit alike) leaves the gains loosely
@@ -106,8 +100,8 @@ def _fitted_edit(
     if best is None:
         return None
     saturation, _, gains, offsets = best
-    mapped = np.clip(_saturated(original, saturation) * gains + offsets, 0, 1)
-    return saturation, gains, offsets, mapped
+    mapped: np.ndarray = np.clip(_saturated(original, saturation) * gains + offsets, 0, 1)
+    return mapped
 
 
 def _mild(gains: np.ndarray, offsets: np.ndarray, fill: Fill) -> bool:
@@ -125,8 +119,7 @@ def fill_agreement(suspect_rgb: np.ndarray, preview_rgb: np.ndarray, fill: Fill)
     """How the whole suspect's colours agree with the preview's under the fitted global edit.
 
     ``suspect_rgb`` is the whole suspect, upright; ``preview_rgb`` the record's preview (uint8
-    RGB arrays). None: the two do not have one shape (a crop, a padded copy: not a whole copy),
-    or no mild edit takes the one's colours to the other's.
+    RGB arrays). None: the two do not have one shape (a crop, a padded copy: not a whole copy).
     """
     height, width = preview_rgb.shape[:2]
     suspect_aspect = suspect_rgb.shape[1] / suspect_rgb.shape[0]
@@ -143,12 +136,12 @@ def fill_agreement(suspect_rgb: np.ndarray, preview_rgb: np.ndarray, fill: Fill)
     ring[1:-1, 1:-1] = True
     keep = ring.ravel()
     copy, original, inside = copy[keep], original[keep], inside[keep]
-    fitted = _fitted_edit(original, copy, fill)
-    if fitted is None:
-        return None
-    saturation, gains, offsets, mapped = fitted
     original_lab = _lab(original)
     spread = float(np.sqrt(original_lab.var(axis=0).sum()))
+    fitted = _fitted_edit(original, copy, fill)
+    if fitted is None:  # no mild edit takes the one to the other: nothing agrees
+        return FillAgreement(share=0.0, blocks=len(copy), spread=spread)
+    mapped = fitted
     difference = np.sqrt(((_lab(mapped) - _lab(copy)) ** 2).sum(axis=1))
     # A block that holds an edge moves its mean with the least misplacement: it may differ by a
     # share of its own spread (in CIELAB units, ~100 per unit of sRGB).
@@ -156,9 +149,6 @@ def fill_agreement(suspect_rgb: np.ndarray, preview_rgb: np.ndarray, fill: Fill)
     return FillAgreement(
         share=float(agrees.mean()),
         blocks=int(len(agrees)),
-        saturation=saturation,
-        gains=tuple(float(g) for g in gains),
-        offsets=tuple(float(o) for o in offsets),
         spread=spread,
     )
 
@@ -212,6 +202,12 @@ class SmoothRecords:
             layouts = np.stack(list(self._layouts.values()))
         distances = np.linalg.norm(layouts - colour_layout(suspect_rgb, fill.layout_side), axis=1)
         return [int(ids[i]) for i in np.argsort(distances, kind="stable")[: fill.candidates]]
+
+    def holds(self, record_id: int, store: FingerprintStore, thresholds: Thresholds) -> bool:
+        """Whether the record is smooth."""
+        with self._lock:
+            self._catch_up(store, thresholds)
+            return record_id in self._smooth
 
     def _catch_up(self, store: FingerprintStore, thresholds: Thresholds) -> None:
         for rows in store.rows_after(self._last_record_id, 0):
