@@ -25,10 +25,12 @@ def vote_and_verify(
     descriptors: int,
     densest_window: bool = False,
     suspect: Picture | None = None,
+    look_further: bool = True,
 ) -> None:
-    """Vote for candidates with the first ``descriptors`` of ``features`` and verify the best;
-    records the voted record ids, best first, under ``name`` in ``query.voted``. ``features``
-    are those of ``suspect`` (default: the query's suspect as it came)."""
+    """Vote for candidates with the first ``descriptors`` of ``features`` and verify the best
+    (and, with ``look_further``, the next ones while none matched); records the voted record
+    ids, best first, under ``name`` in ``query.voted``. ``features`` are those of ``suspect``
+    (default: the query's suspect as it came)."""
     suspect = suspect or query.suspect
     retrieval = query.calibration.retrieval
     suffix = f"_{name}" if name else ""
@@ -48,7 +50,7 @@ def vote_and_verify(
     ]  # PDQ hits get a region too
     query.lap("local_search" + suffix)
     verify_candidates(query, suspect, features, first, evidence, windows)
-    if not matched(evidence):
+    if look_further and not matched(evidence):
         # A crop or a small screenshot shares only part of the original's indexed descriptors
         # and can rank below records with generic texture: look further down before giving up.
         later = ranked[retrieval.candidates_to_verify :]
