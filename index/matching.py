@@ -152,26 +152,26 @@ def colour_veto_look(query: Query, evidence: Found) -> None:
     """Keypoints, blocks and PDQ compare lightness and structure, so a flag or a flat
     illustration with one part recoloured lines up with its original everywhere (benchmark hard
     negatives: 15-61 inliers at agreements of 0.7-1.0). A smooth suspect that a match makes a
-    whole copy of a smooth record (its region covers the original, or PDQ alone found it) is
-    therefore held to the colour comparison too, as it shows: turned as PDQ's eight variants
-    can turn it. Where its colours disagree the match stays a possible one."""
+    whole copy of a smooth record (its region covers the original, or PDQ alone found it) with
+    fewer inliers than need no confirmation is therefore held to the colour comparison too, as
+    it shows: turned as PDQ's eight variants can turn it. Where its colours disagree the match
+    stays a possible one; a near-uniform picture has no colours to tell by."""
     if not _smooth_suspect(query):
         return
-    thresholds = query.calibration.thresholds
+    thresholds, fill = query.calibration.thresholds, query.calibration.fill
     for record_id, found in evidence.items():
-        whole = found.coverage is None or found.coverage >= query.calibration.fill.whole_coverage
+        whole = found.coverage is None or found.coverage >= fill.whole_coverage
         if (
             found.confidence < MATCH_CONFIDENCE
+            or found.inliers >= thresholds.inliers_alone  # keypoints that need no confirmation
             or not whole
             or not query.smooth.holds(record_id, query.store, thresholds)
         ):
             continue
         turned = [Picture(dihedral_variant(query.suspect.image, variant)) for variant in range(8)]
         agreement = _colour_fill(query, record_id, turned, evidence)
-        if (
-            agreement is not None
-            and fill_confidence(agreement.share, agreement.spread, query.calibration.fill) <= 0
-        ):
+        # A near-uniform picture has no colours to tell by: the comparison cannot veto it.
+        if agreement is not None and agreement.spread >= fill.min_spread and agreement.share < fill.share:
             found.methods = [
                 dataclasses.replace(m, confidence=min(m.confidence, MATCH_CONFIDENCE - 0.01))
                 for m in found.methods
