@@ -163,12 +163,16 @@ def colour_veto_look(query: Query, evidence: Found) -> None:
         whole = found.coverage is None or found.coverage >= fill.whole_coverage
         if (
             found.confidence < MATCH_CONFIDENCE
+            or found.confidence_of("colour_fill") >= MATCH_CONFIDENCE  # the colours agreed
             or found.inliers >= thresholds.inliers_alone  # keypoints that need no confirmation
             or not whole
             or not query.smooth.holds(record_id, query.store, thresholds)
         ):
             continue
-        turned = [Picture(dihedral_variant(query.suspect.image, variant)) for variant in range(8)]
+        # Compared at the preview's 256 px: turning a copy twice that size is as good and cheap.
+        small = query.suspect.image.copy()
+        small.thumbnail((2 * query.calibration.looks.judged_side,) * 2, Image.Resampling.BOX)
+        turned = [Picture(dihedral_variant(small, variant)) for variant in range(8)]
         agreement = _colour_fill(query, record_id, turned, evidence)
         # A near-uniform picture has no colours to tell by: the comparison cannot veto it.
         if agreement is not None and agreement.spread >= fill.min_spread and agreement.share < fill.share:
