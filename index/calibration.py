@@ -222,6 +222,7 @@ class Fill:
     # How strongly the fit pulls the channels towards one gain and one offset: as much as the
     # colour variance (~0.01) of a channel that barely varies, little against one that does.
     tint_weight: float = 0.01
+    identity_weight: float = 1e-4  # towards gain 1, offset 0: decides only what the data leave open
     tolerance: float = 4.0  # CIELAB units between mapped block means
     edge_allowance: float = 0.25  # of a block's own colour spread
     share: float = 0.98  # of the blocks within the tolerance

@@ -88,6 +88,10 @@ def _fitted_edit(original: np.ndarray, copy: np.ndarray, fill: Fill) -> np.ndarr
         normal[3:, 3:] = np.diag(used.sum(axis=0)) + pull
         normal[:3, 3:] = normal[3:, :3] = np.diag((used * source).sum(axis=0))
         right = np.concatenate([(used * source * copy).sum(axis=0), (used * copy).sum(axis=0)])
+        # A faint pull towards no edit at all: a picture of one unclipped colour (a grey panel
+        # on white, the white clipped) leaves gain and offset one equation for two.
+        normal += fill.identity_weight * count * np.eye(6)
+        right[:3] += fill.identity_weight * count
         try:
             solution = np.linalg.solve(normal, right)
         except np.linalg.LinAlgError:
@@ -95,6 +99,7 @@ def _fitted_edit(original: np.ndarray, copy: np.ndarray, fill: Fill) -> np.ndarr
         gains, offsets = solution[:3], solution[3:]
         residual = float((used * (source * gains + offsets - copy) ** 2).sum())
         residual += float(solution @ np.kron(np.eye(2), pull) @ solution)
+        residual += fill.identity_weight * count * float(((solution - [1, 1, 1, 0, 0, 0]) ** 2).sum())
         if _mild(gains, offsets, fill) and (best is None or residual < best[1]):
             best = float(saturation), residual, gains, offsets
     if best is None:
