@@ -231,6 +231,36 @@ class Ransac:
 
 
 @dataclass(frozen=True)
+class Fill:
+    """The whole-picture colour comparison of smooth pictures (index.smooth)."""
+
+    # Smooth records whose colour layouts (a grid of this side) lie nearest the suspect's are
+    # compared whole; a copy's layout is nearest its record's among hundreds of smooth ones.
+    layout_side: int = 6
+    candidates: int = 3
+    block: int = 8  # preview pixels per block side, as the dense check's
+    max_aspect_change: float = 0.03  # log ratio: a whole copy keeps its shape; a crop does not
+    # The global edit a mild copy applies (index.smooth): a saturation factor, then per channel
+    # a gain and an offset (sRGB, 0..1) whose gains differ by at most max_tint (white balance).
+    max_saturation: float = 1.6
+    max_gain: float = 1.6
+    max_tint: float = 1.15
+    max_offset: float = 0.1
+    max_offset_tint: float = 0.05
+    # How strongly the fit pulls the channels towards one gain and one offset: as much as the
+    # colour variance (~0.01) of a channel that barely varies, little against one that does.
+    tint_weight: float = 0.01
+    identity_weight: float = 1e-4  # towards gain 1, offset 0: decides only what the data leave open
+    tolerance: float = 4.0  # CIELAB units between mapped block means
+    edge_allowance: float = 0.25  # of a block's own colour spread
+    share: float = 0.98  # of the blocks within the tolerance
+    # A geometric match whose region covers this much of the original makes the suspect a whole
+    # copy, which the colour comparison may veto (index.matching.colour_veto_look).
+    whole_coverage: float = 0.9
+    min_spread: float = 5.0  # CIELAB; a near-uniform picture identifies nothing
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Every tuned number of the read path (see the module docstring); pass one in, never patch."""
 
@@ -239,3 +269,4 @@ class Calibration:
     looks: Looks = field(default_factory=Looks)
     alignment: Alignment = field(default_factory=Alignment)
     ransac: Ransac = field(default_factory=Ransac)
+    fill: Fill = field(default_factory=Fill)

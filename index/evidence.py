@@ -18,7 +18,7 @@ class MethodEvidence:
     the share of the aligned overlap that agrees over how many structured blocks (None: not
     judged)."""
 
-    method: str  # exact_bytes | exact_pixels | c2pa | pdq | local_features | dense_alignment
+    method: str  # exact_bytes | exact_pixels | c2pa | pdq | local_features | dense_alignment | colour_fill
     distance: int | None = None
     score: int | None = None
     agreement: float | None = None

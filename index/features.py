@@ -91,6 +91,12 @@ class LocalFeatures:
         return flat.reshape(count, DESCRIPTOR_BYTES)
 
     @staticmethod
+    def stored_count(data: bytes) -> int:
+        """How many keypoints a serialised set holds (its header suffices)."""
+        _, stored, *_ = _HEADER.unpack_from(data)
+        return int(stored)
+
+    @staticmethod
     def prefix_length(count: int) -> int:
         """Bytes of a serialised set needed to read ``count`` descriptors."""
         return _HEADER.size + count * DESCRIPTOR_BYTES

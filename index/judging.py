@@ -31,9 +31,14 @@ def vote_and_verify(
     features: LocalFeatures,
     descriptors: int,
     densest_window: bool = False,
+    suspect: Picture | None = None,
+    look_further: bool = True,
 ) -> None:
-    """Vote for candidates with the first ``descriptors`` of ``features`` and verify the best;
-    records the voted record ids, best first, under ``name`` in ``query.voted``."""
+    """Vote for candidates with the first ``descriptors`` of ``features`` and verify the best
+    (and, with ``look_further``, the next ones while none matched); records the voted record
+    ids, best first, under ``name`` in ``query.voted``. ``features`` are those of ``suspect``
+    (default: the query's suspect as it came)."""
+    suspect = suspect or query.suspect
     retrieval = query.calibration.retrieval
     suffix = f"_{name}" if name else ""
     positions = None
@@ -51,12 +56,12 @@ def vote_and_verify(
         r for r in evidence if r not in ranked
     ]  # PDQ hits get a region too
     query.lap("local_search" + suffix)
-    verify_candidates(query, query.suspect, features, first, evidence, windows)
-    if not matched(evidence):
+    verify_candidates(query, suspect, features, first, evidence, windows)
+    if look_further and not matched(evidence):
         # A crop or a small screenshot shares only part of the original's indexed descriptors
         # and can rank below records with generic texture: look further down before giving up.
         later = ranked[retrieval.candidates_to_verify :]
-        verify_candidates(query, query.suspect, features, later, evidence, windows)
+        verify_candidates(query, suspect, features, later, evidence, windows)
     query.lap("local_verify" + suffix)
     query.voted[name or "main"] = ranked
 
@@ -292,18 +297,34 @@ def _dense_confirms(query: Query, agreement: Agreement | None) -> bool:
     return agreement is not None and dense_confidence(agreement.share, agreement.blocks, None, thresholds) > 0
 
 
-def whole_image_agreement(query: Query, record_id: int, variant: int, enough: float) -> Agreement | None:
+def whole_image_agreement(
+    query: Query, record_id: int, variant: int, enough: float
+) -> tuple[Agreement | None, float | None]:
     """Dense agreement of the whole suspect, turned as PDQ's winning hash saw it, with the
-    record's preview."""
+    record's preview, and where that confirms it, how their hues agree (None: not asked, or no
+    colour to tell). PDQ and the block check see only luminance: a flag with one band in another
+    colour of like lightness has the same hash and the same structure."""
     preview = query.previews.get(record_id)
     if preview is None:
-        return None
+        return None, None
     suspect = query.suspect
     upright = suspect if variant == 0 else Picture(dihedral_variant(suspect.image, variant))
     to_original = np.array(
         [[preview.width / upright.image.width, 0, 0], [0, preview.height / upright.image.height, 0]]
     )
-    return _preview_agreement(query, upright, preview, preview.coarse, to_original, enough)
+    agreement = _preview_agreement(query, upright, preview, preview.coarse, to_original, enough)
+    if agreement is None or agreement.share < enough or _grey(upright):
+        return agreement, None  # a grey copy keeps no hue to compare
+    return agreement, _hue(query, upright, preview.coarse, agreement)
+
+
+def _grey(picture: Picture) -> bool:
+    """Whether a picture has (almost) no colour: its channels within a few levels of each other."""
+    rgb = picture.rgb.astype(np.int16)
+    return float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()) < _GREY_LEVELS
+
+
+_GREY_LEVELS = 3.0  # mean distance of a channel from the pixel's mean; JPEG leaves a grey copy ~1
 
 
 def _preview_agreement(

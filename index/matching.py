@@ -2,12 +2,14 @@
 so far and adds to it; a later look runs only while nothing matched, so a found copy costs one pass.
 
 PDQ first, then local features at the processing side, turned upright where PDQ saw the suspect
-mirrored or turned, at two smaller sides (crops), a dense placement without keypoints (flat
-drawings), and at twice the side (screenshots). Adding a look is adding one entry to ``LOOKS``.
+mirrored or turned, smooth pictures compared whole by colour, local features at two smaller
+sides (crops), a dense placement without keypoints (flat drawings), at twice the side
+(screenshots), and of the suspect mirrored (mirrored crops). Adding a look is adding one entry to ``LOOKS``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,13 +17,14 @@ from PIL import Image
 
 from index.calibration import Calibration
 from index.engine import SearchIndex
-from index.evidence import Evidence, Picture, QueryDetail, judged, matched
+from index.evidence import Evidence, MethodEvidence, Picture, QueryDetail, judged, matched
 from index.features import PROCESSING_SIDE, LocalFeatures, extract_local_features
 from index.fingerprints import dihedral_variant
 from index.judging import dense_placement, verify_candidates, vote_and_verify, whole_image_agreement
 from index.preview import Previews, PreviewSource
 from index.query import Found, Query
-from index.scoring import MATCH_CONFIDENCE, pdq_agreement_needed, pdq_confidence
+from index.scoring import MATCH_CONFIDENCE, fill_confidence, pdq_agreement_needed, pdq_confidence
+from index.smooth import FillAgreement, SmoothRecords, fill_agreement, smooth
 from index.store import FingerprintStore
 
 
@@ -44,6 +47,7 @@ class Matcher:
         self._index = index
         self.calibration = calibration
         self._looks = LOOKS if looks is None else looks  # another list: tests and experiments
+        self._smooth = SmoothRecords()
 
     def search(
         self,
@@ -64,6 +68,7 @@ class Matcher:
             Previews(previews, calibration.looks.judged_side),
             calibration,
             lap,
+            self._smooth,
         )
         for look in self._looks:
             # The one place of the rule: evidence only grows, so once a record matched every
@@ -89,15 +94,15 @@ def pdq_look(query: Query, evidence: Found) -> None:
     for record_id, hit in query.pdq_hits.items():
         # Two near-blank images share a hash by chance: the weaker side's quality decides.
         quality = min(hashes[0].quality, query.store.pdq_quality(record_id))
-        agreement = None
+        agreement, hue = None, None
         if quality >= thresholds.pdq_min_quality:
             # A hit is confirmed the way a geometric match is: aligned, does the whole
             # image agree? That keeps two simple layouts alike to PDQ apart, and makes a
             # whole copy that PDQ sees a little too far off (a thumbnail of a drawing) a match.
             needed = pdq_agreement_needed(hit.distance, thresholds)
-            agreement = whole_image_agreement(query, record_id, hit.variant, needed)
+            agreement, hue = whole_image_agreement(query, record_id, hit.variant, needed)
         share = None if agreement is None else agreement.share
-        confidence = pdq_confidence(hit.distance, quality, thresholds, share)
+        confidence = pdq_confidence(hit.distance, quality, thresholds, share, hue)
         evidence.setdefault(record_id, Evidence()).keep(
             judged("pdq", agreement, confidence, distance=hit.distance)
         )
@@ -127,6 +132,97 @@ def upright_look(query: Query, evidence: Found) -> None:
             query.lap("local_upright")
 
 
+def smooth_look(query: Query, evidence: Found) -> None:
+    """A smooth picture (a gradient, a soft wallpaper, a flat illustration) has a PDQ hash of low
+    quality and few keypoints, so neither finds its copy: the smooth records whose colour
+    layouts lie nearest are compared with the whole suspect, block by block, under the mild
+    global colour edit that fits best (index.smooth)."""
+    if not _smooth_suspect(query):
+        return  # a copy of a smooth picture is smooth too: mild edits add no detail
+    calibration = query.calibration
+    nearest = query.smooth.nearest(
+        query.suspect.rgb, query.store, query.previews, calibration.fill, calibration.thresholds
+    )
+    for record_id in nearest:
+        _colour_fill(query, record_id, [query.suspect], evidence)
+    query.lap("smooth")
+
+
+def colour_veto_look(query: Query, evidence: Found) -> None:
+    """Keypoints, blocks and PDQ compare lightness and structure, so a flag or a flat
+    illustration with one part recoloured lines up with its original everywhere (benchmark hard
+    negatives: 15-61 inliers at agreements of 0.7-1.0). A smooth suspect that a match makes a
+    whole copy of a smooth record (its region covers the original, or PDQ alone found it) with
+    fewer inliers than need no confirmation is therefore held to the colour comparison too, as
+    it shows: turned as PDQ's eight variants can turn it. Where its colours disagree the match
+    stays a possible one; a near-uniform picture has no colours to tell by."""
+    if not _smooth_suspect(query):
+        return
+    thresholds, fill = query.calibration.thresholds, query.calibration.fill
+    for record_id, found in evidence.items():
+        whole = found.coverage is None or found.coverage >= fill.whole_coverage
+        if (
+            found.confidence < MATCH_CONFIDENCE
+            or found.confidence_of("colour_fill") >= MATCH_CONFIDENCE  # the colours agreed
+            or found.inliers >= thresholds.inliers_alone  # keypoints that need no confirmation
+            or not whole
+            or not query.smooth.holds(record_id, query.store, thresholds)
+        ):
+            continue
+        # Compared at the preview's 256 px: turning a copy twice that size is as good and cheap.
+        small = query.suspect.image.copy()
+        small.thumbnail((2 * query.calibration.looks.judged_side,) * 2, Image.Resampling.BOX)
+        turned = [Picture(dihedral_variant(small, variant)) for variant in range(8)]
+        agreement = _colour_fill(query, record_id, turned, evidence)
+        # A near-uniform picture has no colours to tell by: the comparison cannot veto it.
+        if agreement is not None and agreement.spread >= fill.min_spread and agreement.share < fill.share:
+            found.methods = [
+                dataclasses.replace(m, confidence=min(m.confidence, MATCH_CONFIDENCE - 0.01))
+                for m in found.methods
+            ]
+    query.lap("colour_veto")
+
+
+def _smooth_suspect(query: Query) -> bool:
+    assert query.features is not None  # the first keypoint look always runs
+    return smooth(query.hashes[0].quality, len(query.features), query.calibration.thresholds)
+
+
+def _colour_fill(
+    query: Query, record_id: int, suspects: list[Picture], evidence: Found
+) -> FillAgreement | None:
+    """The best colour comparison of ``suspects`` (the suspect, maybe turned) with the record's
+    preview, kept as evidence where it makes a match; None: no whole copy of it in any."""
+    fill = query.calibration.fill
+    preview = query.previews.get(record_id)
+    if preview is None:
+        return None
+    found = [fill_agreement(suspect.rgb, preview.coarse.rgb, fill) for suspect in suspects]
+    agreement = max((a for a in found if a is not None), key=lambda a: a.share, default=None)
+    if agreement is None:
+        return None
+    confidence = fill_confidence(agreement.share, agreement.spread, fill)
+    if confidence > 0:
+        kept = evidence.setdefault(record_id, Evidence())
+        if kept.region is None:
+            kept.region = (
+                (0.0, 0.0),
+                (preview.width, 0.0),
+                (preview.width, preview.height),
+                (0.0, preview.height),
+            )
+            kept.coverage = 1.0
+        kept.keep(
+            MethodEvidence(
+                "colour_fill",
+                agreement=round(agreement.share, 3),
+                blocks=agreement.blocks,
+                confidence=round(confidence, 4),
+            )
+        )
+    return agreement
+
+
 def _small_look(name: str, side: Callable[[Calibration], int]) -> Callable[[Query, Found], None]:
     def look(query: Query, evidence: Found) -> None:
         """A crop shows part of the original enlarged, beyond ORB's pyramid at the processing
@@ -137,6 +233,29 @@ def _small_look(name: str, side: Callable[[Calibration], int]) -> Callable[[Quer
         vote_and_verify(query, evidence, name, features, looks.small_query_descriptors)
 
     return look
+
+
+def mirrored_look(query: Query, evidence: Found) -> None:
+    """Local features do not survive mirroring, and PDQ's mirrored hash is lost once a mirrored
+    copy is also cropped or overlaid, so the upright look has no record to turn it back for:
+    look at the suspect mirrored, as the first keypoint look did upright. The region needs no
+    correction: the mirrored suspect shows the same part of the original."""
+    mirrored = Picture(dihedral_variant(query.suspect.image, _MIRRORED))
+    features = extract_local_features(mirrored.image)
+    query.lap("local_extract_mirrored")
+    retrieval = query.calibration.retrieval
+    # Only the first candidates: a mirrored copy keeps most of the original (a crop to 60-80 %),
+    # so its record ranks among them, and every never-registered query pays for this look
+    # (benchmark: verifying down to the 8th cost 50 ms at the median of those queries).
+    vote_and_verify(
+        query,
+        evidence,
+        "mirrored",
+        features,
+        retrieval.query_descriptors,
+        suspect=mirrored,
+        look_further=False,
+    )
 
 
 def dense_look(query: Query, evidence: Found) -> None:
@@ -163,15 +282,21 @@ def large_look(query: Query, evidence: Found) -> None:
     vote_and_verify(query, evidence, "large", features, looks.large_query_descriptors, densest_window=True)
 
 
-# The order is the cost order: a found copy stops before the dearer looks. (A mirrored look would
-# find mirrored crops too, at another ~70 ms for every unmatched query; whole mirrored copies are
-# found by PDQ's dihedral variants and the upright look.)
+_MIRRORED = 4  # pdq_dihedral's variant: mirrored left to right, not turned
+
+# The order is the cost order: a found copy stops before the dearer looks. The mirrored look comes
+# last: whole mirrored copies are found earlier, by PDQ's dihedral variants and the upright look,
+# so only mirrored crops and overlaid mirrored copies need it, and only queries that nothing
+# matched pay for it (never-registered ones: scripts/bench_robustness.py measures the cost).
 LOOKS: tuple[Look, ...] = (
     Look("pdq", pdq_look, while_unmatched=False),
     Look("local", local_look, while_unmatched=False),
     Look("upright", upright_look, while_unmatched=False),  # per record: only those not matched
+    Look("smooth", smooth_look, while_unmatched=True),
     Look("small", _small_look("small", lambda c: c.looks.small_side), while_unmatched=True),
     Look("smaller", _small_look("smaller", lambda c: c.looks.smaller_side), while_unmatched=True),
     Look("dense", dense_look, while_unmatched=True),
     Look("large", large_look, while_unmatched=True),
+    Look("mirrored", mirrored_look, while_unmatched=True),
+    Look("colour_veto", colour_veto_look, while_unmatched=False),  # smooth suspects only
 )

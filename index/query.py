@@ -13,6 +13,7 @@ from index.features import LocalFeatures
 from index.fingerprints import PdqHash, pdq_dihedral
 from index.preview import Previews
 from index.search import PdqHit
+from index.smooth import SmoothRecords
 from index.store import FingerprintStore
 
 Found = dict[int, Evidence]  # the evidence so far, by record id, in the order records were found
@@ -30,9 +31,11 @@ class Query:
         previews: Previews,
         calibration: Calibration,
         lap: Callable[[str], None],
+        smooth: SmoothRecords,
     ) -> None:
         self.suspect = suspect
         self.index, self.store, self.previews = index, store, previews
+        self.smooth = smooth  # the smooth records and their colour layouts (index.smooth)
         self.calibration = calibration
         self.lap = lap  # called with each step's name as it ends (the answer's timings)
         self.pdq_hits: dict[int, PdqHit] = {}

@@ -9,7 +9,7 @@ scripts/bench_robustness.py calibrated them.
 
 from __future__ import annotations
 
-from index.calibration import Thresholds
+from index.calibration import Fill, Thresholds
 
 MATCH_CONFIDENCE = 0.9
 POSSIBLE_CONFIDENCE = 0.5
@@ -29,15 +29,22 @@ def _ramp(value: float, possible: float, match: float, saturate: float) -> float
 
 
 def pdq_confidence(
-    distance: int, quality: int, thresholds: Thresholds, agreement: float | None = None
+    distance: int,
+    quality: int,
+    thresholds: Thresholds,
+    agreement: float | None = None,
+    hue: float | None = None,
 ) -> float:
-    """Confidence from a PDQ Hamming distance and the share of the whole aligned image that
-    agrees (None: not judged); low-quality hashes never reach a match."""
+    """Confidence from a PDQ Hamming distance, the share of the whole aligned image that
+    agrees (None: not judged) and the share of its coloured blocks coloured alike (None: not
+    asked, or no colour to tell); low-quality hashes never reach a match."""
     confidence = _ramp(distance, thresholds.pdq_possible, thresholds.pdq_match, 0)
     if quality < thresholds.pdq_min_quality:
         return min(confidence, MATCH_CONFIDENCE - 0.01)
     if agreement is None or confidence < POSSIBLE_CONFIDENCE:
         return confidence
+    if hue is not None and hue < thresholds.dense_hue_agreement:
+        return min(confidence, MATCH_CONFIDENCE - 0.01)
     if agreement >= pdq_agreement_needed(distance, thresholds):
         return max(confidence, MATCH_CONFIDENCE)
     return min(confidence, MATCH_CONFIDENCE - 0.01)
@@ -112,6 +119,16 @@ def dense_confidence(agreement: float, blocks: int, hue: float | None, threshold
     if hue is not None and hue < thresholds.dense_hue_agreement:
         return 0.0
     return MATCH_CONFIDENCE + (_TOP - MATCH_CONFIDENCE) * (agreement - needed) / (1 - needed)
+
+
+def fill_confidence(share: float, spread: float, fill: Fill) -> float:
+    """Confidence from the share of a smooth picture's blocks that agree in colour with a
+    record's preview under a mild global edit (index.smooth): a match or nothing, as for a
+    dense placement; a near-uniform picture (colour spread below Fill.min_spread) identifies
+    nothing however well it agrees."""
+    if spread < fill.min_spread or share < fill.share:
+        return 0.0
+    return MATCH_CONFIDENCE + (_TOP - MATCH_CONFIDENCE) * (share - fill.share) / (1 - fill.share)
 
 
 def verdict_for(confidence: float) -> str:

@@ -9,8 +9,14 @@ with edited copies of them. Prints, per family: recall (the right record first, 
 split by stage, the index RAM per record, and the calibration margins (the strongest evidence
 ever seen for a wrong record). Queries run in one process per core; latencies are per query.
 
+Smooth pictures (synthetic gradients, soft art, flat illustrations and flags made by
+tests/smooth_pictures.py, and calm real wallpapers) are registered beside them and get their own
+barely-edited copies; each synthetic one's hard negative (the same design, one thing changed) is a
+never-registered query.
+
 Usage: .venv/bin/python scripts/bench_robustness.py [--registered 300] [--records 10000] [--unrelated 10000]
-       [--data-dir DIR]   # keep the registered store there and reuse it on the next run
+       [--smooth 40] [--smooth-real 20] [--near-misses 30]
+       [--data-dir DIR]   # keep the registered store there and reuse it, adding what it lacks
        [--milvus URI|embedded]   # search an index rebuilt in Milvus instead of FAISS
 """
 
@@ -57,8 +63,10 @@ from scripts.bench_warps import (  # noqa: E402
     perspective,
     stretch,
 )
+from tests.smooth_pictures import KINDS, Design  # noqa: E402
 
 DATA = ROOT / "bench-data"
+CALM_MIN_SPREAD = 5.0  # colour_spread of a calm photo registered as a smooth picture
 TILE_MIN_KEYPOINTS = 200
 Transform = Callable[[Image.Image, random.Random], Image.Image]
 
@@ -173,6 +181,31 @@ def screenshot(image: Image.Image, rng: random.Random) -> Image.Image:
     )
 
 
+def mirrored_combo(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Mirrored, cropped to 60-80 % of the area anywhere, recoloured (saturation, brightness,
+    contrast), sometimes overlaid with text or an emoji, and re-encoded as JPEG q60-90."""
+    edited = crop(ImageOps.mirror(image.convert("RGB")), rng.uniform(0.6, 0.8), rng, centred=False)
+    edited = ImageEnhance.Color(edited).enhance(rng.uniform(0.6, 1.5))
+    edited = ImageEnhance.Brightness(edited).enhance(rng.uniform(0.85, 1.15))
+    edited = ImageEnhance.Contrast(edited).enhance(rng.uniform(0.85, 1.15))
+    if rng.random() < 0.3:
+        edited = rng.choice([overlay_text, overlay_emoji])(edited, rng)
+    return jpeg(edited, rng.randint(60, 90))
+
+
+def mild_edit(image: Image.Image, rng: random.Random) -> Image.Image:
+    """What a barely edited copy of a smooth picture goes through: resized to 60-100 % of the
+    side, brightness, contrast and saturation within 10-15 %, JPEG q85-95."""
+    factor = rng.uniform(0.6, 1.0)
+    edited = image.convert("RGB").resize(
+        (round(image.width * factor), round(image.height * factor)), Image.Resampling.BILINEAR
+    )
+    edited = ImageEnhance.Brightness(edited).enhance(rng.uniform(0.9, 1.1))
+    edited = ImageEnhance.Contrast(edited).enhance(rng.uniform(0.9, 1.1))
+    edited = ImageEnhance.Color(edited).enhance(rng.uniform(0.85, 1.15))
+    return jpeg(edited, rng.randint(85, 95))
+
+
 FAMILIES: dict[str, tuple[str, Transform]] = {
     "strip (lossless re-save)": ("strip", lambda im, r: im.convert("RGB")),
     "jpeg q20": ("re-encode", lambda im, r: jpeg(im, 20)),
@@ -208,6 +241,20 @@ FAMILIES: dict[str, tuple[str, Transform]] = {
     "crop 25% + stretch": ("stretched", lambda im, r: stretch(im, r, keep_area=0.25)),
     "collage 2x2": ("collage", lambda im, r: collage(im, r, 2, _collage_photos, load)),
     "collage 3x3": ("collage", lambda im, r: collage(im, r, 3, _collage_photos, load)),
+    "mirror + crop + colour + jpeg": ("mirrored combos", mirrored_combo),
+}
+# Edits of the smooth registered pictures (gradients, soft art, flat illustrations, calm
+# wallpapers), which the detailed families above do not touch: a copy barely edited.
+SMOOTH_FAMILIES: dict[str, tuple[str, Transform]] = {
+    "smooth: jpeg q92": ("smooth re-encode", lambda im, r: jpeg(im, 92)),
+    "smooth: mild edit": ("smooth re-encode", mild_edit),
+}
+# Never-registered queries: a synthetic smooth picture's hard negative (the same design with one
+# thing changed, tests.smooth_pictures), barely edited as its copies are.
+HARD_NEGATIVE = "hard negative (mild edit)"
+EDITS: dict[str, Transform] = {
+    **{name: edit for name, (_, edit) in (FAMILIES | SMOOTH_FAMILIES).items()},
+    HARD_NEGATIVE: mild_edit,
 }
 TARGETS = {
     "strip": 99,
@@ -226,6 +273,8 @@ TARGETS = {
     "perspective": 90,
     "stretched": 92,
     "collage": 90,
+    "mirrored combos": 90,
+    "smooth re-encode": 99,
 }
 # The edits that near misses (bench_warps) are queried with, besides none.
 NEAR_MISS_FAMILIES = ["original", "perspective 8%", "stretch 10-30%", "crop 50% + stretch", "collage 2x2"]
@@ -290,7 +339,16 @@ def encode_query(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+SYNTHETIC = "synthetic/"  # synthetic/linear-7: tests.smooth_pictures.Design("linear", 7)
+NEGATIVE = "negative/"  # negative/linear-7: that design's hard negative, never registered
+
+
 def load(name: str) -> Image.Image:
+    for prefix in (SYNTHETIC, NEGATIVE):
+        if name.startswith(prefix):
+            kind, _, seed = name.removeprefix(prefix).rpartition("-")
+            design = Design(kind, int(seed))
+            return design.picture() if prefix == SYNTHETIC else design.negative(int(seed))
     return Image.open(DATA / name).convert("RGB")
 
 
@@ -305,6 +363,19 @@ def corner_count(image: Image.Image) -> int:
     corners = cv2.ORB.create(nfeatures=6000, fastThreshold=10).detect(gray, None)
     described, _ = cv2.xfeatures2d.TEBLID.create(1.0).compute(gray, corners)
     return len(described)
+
+
+def colour_spread(image: Image.Image) -> float:
+    """The benchmark's own measure of a smooth picture's content: the spread (CIELAB units) of
+    the colours of 8 px blocks of a 256 px copy. A plain colour field (0-1) identifies nothing,
+    and the service says so; a calm wallpaper or a gradient holds 5 and more."""
+    small = image.convert("RGB")
+    small.thumbnail((256, 256))
+    pixels = np.asarray(small, np.float32) / 255
+    rows, cols = pixels.shape[0] // 8, pixels.shape[1] // 8
+    lab = cv2.cvtColor(np.ascontiguousarray(pixels[: rows * 8, : cols * 8]), cv2.COLOR_RGB2LAB)
+    means = lab.reshape(rows, 8, cols, 8, 3).mean(axis=(1, 3)).reshape(-1, 3)
+    return float(np.sqrt(means.var(axis=0).sum()))
 
 
 def has_detail(name: str, keypoints: int = 100) -> bool:
@@ -445,7 +516,7 @@ def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
     else:
         image = near_miss_query(name, load) if name.startswith((SUBJECT, LAYOUT)) else load(name)
     if family != "original":
-        image = FAMILIES[family][1](image, rng)
+        image = EDITS[family](image, rng)
     data = encode_query(image)
     with db.connect(_settings.database) as connection:
         started = time.perf_counter()
@@ -554,11 +625,12 @@ def report(results: list[dict[str, object]], records: int, ram_per_record: float
     )
     print("-" * 135)
     group_stats: dict[str, list[bool]] = defaultdict(list)
-    for family in [*FAMILIES, *sorted(f for f in by_family if f.startswith(("unrelated", "near miss")))]:
+    groups = {name: group for name, (group, _) in (FAMILIES | SMOOTH_FAMILIES).items()}
+    for family in [*groups, *sorted(f for f in by_family if f.startswith(("unrelated", "near miss")))]:
         rows = by_family.get(family, [])
         if not rows:
             continue
-        group = FAMILIES[family][0] if family in FAMILIES else family.partition(":")[0]
+        group = groups.get(family, family.partition(":")[0])
         hits = [r["verdict"] == "matched" and r["top"] == r["expected"] for r in rows]
         possible = [r["verdict"] == "possible_match" for r in rows]
         group_stats[group].extend(hits)
@@ -657,6 +729,16 @@ def main() -> None:
     )
     parser.add_argument("--families", help="comma-separated subset of the edit families")
     parser.add_argument(
+        "--smooth",
+        type=int,
+        default=40,
+        help="synthetic smooth pictures registered (gradients, soft art, flat illustrations, flags); "
+        "each one's hard negative is a never-registered query",
+    )
+    parser.add_argument(
+        "--smooth-real", type=int, default=20, help="real low-detail corpus pictures registered as smooth"
+    )
+    parser.add_argument(
         "--rescore", type=Path, help="re-judge a --json file of an earlier run instead of running"
     )
     parser.add_argument("--inliers-match", type=int, help="the matched threshold to try (run or --rescore)")
@@ -678,7 +760,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, help="also write every query's result here")
     parser.add_argument(
-        "--data-dir", type=Path, help="keep the registered store here; an existing one is reused as is"
+        "--data-dir",
+        type=Path,
+        help="keep the registered store here; an existing one is reused, registering what it lacks",
     )
     parser.add_argument(
         "--milvus",
@@ -724,15 +808,21 @@ def main() -> None:
             registered_art += [n for n in groups[group] if has_detail(n)][: wanted_art - len(registered_art)]
         else:
             (filler if i % 2 else unrelated_art).extend(groups[group])
-    registered = registered_photos + registered_art
-    low_detail = len(photos) - len(detailed_photos)
+    # Smooth pictures are registered deliberately, apart from the detailed ones: synthetic ones
+    # of every kind, and calm real wallpapers (low-detail photos, otherwise only distractors).
+    synthetic = [f"{SYNTHETIC}{KINDS[i % len(KINDS)]}-{i // len(KINDS)}" for i in range(args.smooth)]
+    calm_photos = [
+        p for p in photos if p not in set(detailed_photos) and colour_spread(load(p)) >= CALM_MIN_SPREAD
+    ][: args.smooth_real]
+    smooth = synthetic + calm_photos
+    registered = registered_photos + registered_art + smooth
+    low_detail = len(photos) - len(detailed_photos) - len(calm_photos)
     print(f"{low_detail} low-detail photos are only distractors", file=sys.stderr)
-    unrelated_photos = [p for p in photos if p not in set(registered_photos)]
+    unrelated_photos = [p for p in photos if p not in set(registered_photos) | set(calm_photos)]
     # A near miss's photo is half registered: it is no longer an unrelated image, nor a collage's tile.
     near_photos = [p for p in unrelated_photos if has_detail(p)][: args.near_misses]
     unrelated_photos = [p for p in unrelated_photos if p not in set(near_photos)]
     near_misses = [SUBJECT + p for p in near_photos] + [LAYOUT + str(i) for i in range(args.near_misses)]
-    unrelated = unrelated_photos + unrelated_art
 
     with tempfile.TemporaryDirectory() as scratch, milvus_server(args.milvus) as milvus_uri:
         settings = Settings(data_dir=args.data_dir or Path(scratch), milvus_uri=milvus_uri)
@@ -741,6 +831,12 @@ def main() -> None:
         if state.exists():
             ids, filler_ids, *near = json.loads(state.read_text())
             near_ids = near[0] if near else {}
+            # Images this version registers that the reused store lacks (a family of pictures
+            # added since) are registered now, beside the rest.
+            missing = [n for n in registered if n not in ids]
+            if missing:
+                ids = register_all(settings, missing, len(ids) + len(missing), ids)
+                print(f"registered {len(missing)} images the reused store lacked", file=sys.stderr)
             if len(ids) + len(filler_ids) < args.records:  # a bigger store than last time
                 filler_ids = register_all(settings, filler, args.records - len(ids), filler_ids)
         else:
@@ -749,11 +845,16 @@ def main() -> None:
         near_ids.update(register_near_misses(settings, [n for n in near_misses if n not in near_ids]))
         state.write_text(json.dumps([ids, filler_ids, near_ids]))
         names_by_id = {v: k for k, v in {**ids, **filler_ids, **near_ids}.items()}
-        # Every photo whose half an earlier, larger run registered is no unrelated image either.
+        # A reused store may hold images an earlier selection registered, or the half of a photo
+        # that an earlier, larger run made a near miss: they stay records, queried by no family and
+        # never asked as never-registered images.
         halves = {n.removeprefix(SUBJECT) for n in near_ids if n.startswith(SUBJECT)}
-        unrelated_photos = [p for p in unrelated_photos if p not in halves]
-        unrelated = unrelated_photos + unrelated_art
-        registered = list(ids)
+        taken = set(ids) | set(filler_ids) | halves
+        unrelated_photos = [p for p in unrelated_photos if p not in taken]
+        unrelated = unrelated_photos + [n for n in unrelated_art if n not in taken]
+        detailed_set, smooth_set = set(registered) - set(smooth), set(smooth)
+        registered = [n for n in ids if n in detailed_set]
+        smooth = [n for n in ids if n in smooth_set]
         if milvus_uri:
             started = time.perf_counter()
             with db.open_database(settings.database) as connection:
@@ -764,13 +865,14 @@ def main() -> None:
         records, ram = services.index.records, services.index.memory_bytes() / max(1, services.index.records)
 
         jobs: list[tuple[str, str, str | None, int]] = []
-        chosen = set(args.families.split(",")) if args.families else set(FAMILIES)
-        for i, name in enumerate(registered[: args.queried]):
-            jobs += [
-                (name, family, ids[name], args.seed + i * 100 + j)
-                for j, family in enumerate(FAMILIES)
-                if family in chosen
-            ]
+        chosen = set(args.families.split(",")) if args.families else set(FAMILIES) | set(SMOOTH_FAMILIES)
+        for names, edits in ((registered, FAMILIES), (smooth, SMOOTH_FAMILIES)):
+            for i, name in enumerate(names[: args.queried]):
+                jobs += [
+                    (name, family, ids[name], args.seed + i * 100 + j)
+                    for j, family in enumerate(edits)
+                    if family in chosen
+                ]
         families = list(FAMILIES)
         for i in range(args.unrelated):
             name = unrelated[i % len(unrelated)]
@@ -782,6 +884,12 @@ def main() -> None:
             jobs += [
                 (name, family, None, args.seed + 20_000_000 + i * 100 + j)
                 for j, family in enumerate(NEAR_MISS_FAMILIES)
+            ]
+        if HARD_NEGATIVE in chosen or not args.families:
+            jobs += [
+                (NEGATIVE + name.removeprefix(SYNTHETIC), HARD_NEGATIVE, None, args.seed + 30_000_000 + i)
+                for i, name in enumerate(smooth)
+                if name.startswith(SYNTHETIC)
             ]
         print(f"{len(jobs)} queries on {args.workers} processes", file=sys.stderr)
         context = multiprocessing.get_context("spawn")  # c2pa objects must not cross a fork

@@ -7,7 +7,7 @@ import io
 import sqlite3
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageOps
 
 from index import (
     Calibration,
@@ -85,8 +85,19 @@ def best(evidence: dict[int, Evidence]) -> int:
 
 
 def test_the_looks_are_listed_once_in_cost_order() -> None:
-    assert [look.name for look in LOOKS] == ["pdq", "local", "upright", "small", "smaller", "dense", "large"]
-    assert [look.while_unmatched for look in LOOKS] == [False, False, False, True, True, True, True]
+    assert [look.name for look in LOOKS] == [
+        "pdq",
+        "local",
+        "upright",
+        "smooth",
+        "small",
+        "smaller",
+        "dense",
+        "large",
+        "mirrored",
+        "colour_veto",
+    ]
+    assert [look.while_unmatched for look in LOOKS] == [False, False, False, *[True] * 6, False]
 
 
 def test_a_found_copy_costs_one_pass(library: Library) -> None:
@@ -103,12 +114,43 @@ def test_a_crop_is_found_with_its_region(library: Library) -> None:
     assert found.region is not None and found.coverage is not None and 0.2 < found.coverage < 0.8
 
 
+@pytest.mark.parametrize(("name", "record_id"), [("chelsea", 2), ("rocket", 4)])
+def test_a_mirrored_crop_recoloured_and_reencoded_is_found_with_its_region(
+    library: Library, name: str, record_id: int
+) -> None:
+    """Mirroring defeats local features and cropping PDQ's mirrored hash, so no look saw these
+    until the mirrored one; the region is the part of the original (upright) that they show."""
+    original = transforms.decode(fixture_bytes(f"{name}.jpg"))
+    mirrored = ImageOps.mirror(original)
+    width, height = round(original.width * 0.84), round(original.height * 0.84)  # 70 % of the area
+    left, top = original.width - width - 10, 12  # near the mirrored picture's top right
+    edited = ImageEnhance.Color(mirrored.crop((left, top, left + width, top + height))).enhance(1.4)
+    suspect = transforms.encode(ImageEnhance.Brightness(edited).enhance(0.9), "JPEG", quality=75)
+    evidence, steps = library.search(suspect)
+    assert matched(evidence) and best(evidence) == record_id
+    assert "local_extract_mirrored" in steps
+    # Upright, the crop shows the original from 10 px off its left edge.
+    expected = [(10, top), (10 + width, top), (10 + width, top + height), (10, top + height)]
+    region = evidence[record_id].region
+    assert region is not None and len(region) == 4
+    for ex, ey in expected:
+        assert any(
+            abs(x - ex) < 0.03 * original.width and abs(y - ey) < 0.03 * original.height for x, y in region
+        )
+
+
 def test_an_unrelated_image_takes_every_look_and_matches_nothing(library: Library) -> None:
     evidence, steps = library.search(fixture_bytes("hubble.jpg"))
     assert not matched(evidence)
-    for step in ("local_extract_small", "local_extract_smaller", "dense", "local_extract_large"):
+    for step in (
+        "local_extract_small",
+        "local_extract_smaller",
+        "dense",
+        "local_extract_large",
+        "local_extract_mirrored",
+    ):
         assert step in steps
-    assert steps.index("dense") < steps.index("local_extract_large")
+    assert steps.index("dense") < steps.index("local_extract_large") < steps.index("local_extract_mirrored")
 
 
 def test_adding_a_look_is_adding_one_entry_and_it_obeys_the_rule(library: Library) -> None:

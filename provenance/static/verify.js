@@ -77,6 +77,9 @@
     dense_alignment: (m) =>
       "Slid over the original at every size, it fits one place exactly: there, " +
       `${Math.round(100 * m.agreement)} % of the shared picture looks the same.`,
+    colour_fill: (m) =>
+      "A smooth picture with few details: scaled onto the original, with at most a mild " +
+      `colour edit, ${Math.round(100 * m.agreement)} % of it has the same colours in the same places.`,
   };
 
   const PROBLEMS = {

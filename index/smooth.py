@@ -1,0 +1,227 @@
+"""Smooth pictures (gradients, soft wallpapers, flat illustrations): found by colour layout, and
+confirmed whole by colour and fill under a fitted global edit.
+
+A smooth picture gives the other methods nothing to hold: PDQ's hash of it has low quality (its
+DCT has few strong coefficients, so a copy's hash lies anywhere from 0 to 110 bits away), ORB
+finds a dozen corners or none, and the dense block check skips flat blocks. What identifies it is
+where its colours lie. So the smooth records are kept with a coarse colour layout each
+(``SmoothRecords``), the nearest few are compared with the whole suspect, and a copy is one whose
+block means (8 preview pixels a side) agree almost everywhere once the one global edit that fits
+best is applied to the original: a saturation change (a blend with grey), then per channel a gain
+and an offset (brightness, contrast, a mild white balance), then clipping, fitted in sRGB where
+image editors make these edits, and compared in CIELAB. The edit's seven degrees of freedom are
+bounded to mild ones and can turn no hue, since a hue is what tells two flags or two gradients of
+one design apart; a different picture of the same layout then disagrees wherever it differs (a
+band in another colour, an emblem of another shape, a gradient's colours turned, its centre
+moved). Benchmark and hard negatives: scripts/bench_robustness.py (tests/smooth_pictures.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from index.calibration import Fill, Thresholds
+from index.features import LocalFeatures
+from index.preview import Previews
+from index.store import FingerprintStore
+
+
+@dataclass(frozen=True)
+class FillAgreement:
+    """``share`` of the ``blocks`` compared whose colour agrees under the fitted mild edit (0
+    where none fits); ``spread``, the preview's colour spread over its blocks (CIELAB units),
+    which says whether the picture holds enough to identify it at all."""
+
+    share: float
+    blocks: int
+    spread: float
+
+
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as image editors blend towards grey
+
+
+def _block_means(rgb: np.ndarray, rows: int, cols: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each block's mean sRGB colour, 0..1 (rows*cols, 3), and the spread of colour inside it
+    (0..1 units)."""
+    cut = np.ascontiguousarray(rgb[: rows * block, : cols * block]).astype(np.float64) / 255
+    cells = cut.reshape(rows, block, cols, block, 3).transpose(0, 2, 1, 3, 4).reshape(rows * cols, -1, 3)
+    means = cells.mean(axis=1)
+    spread = np.sqrt(((cells - means[:, None, :]) ** 2).sum(axis=2).mean(axis=1))
+    return means, spread
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    lab: np.ndarray = cv2.cvtColor(rgb.astype(np.float32)[None], cv2.COLOR_RGB2LAB)[0]
+    return lab.astype(np.float64)
+
+
+def _saturated(rgb: np.ndarray, saturation: float) -> np.ndarray:
+    grey: np.ndarray = rgb @ _LUMA
+    blended: np.ndarray = grey[:, None] + saturation * (rgb - grey[:, None])
+    return blended
+
+
+def _fitted_edit(original: np.ndarray, copy: np.ndarray, fill: Fill) -> np.ndarray | None:
+    """The mild edit that best takes the original's block colours to the copy's: a saturation
+    change (a blend with grey), then per channel a gain and an offset (brightness, contrast,
+    white balance), then clipping. Each channel is fitted where the copy's is not clipped.
+    Returns the original's colours so edited; None where no mild edit fits.
+
+    A channel that barely varies (the green of a purple gradient) or a picture of two colours
+    (a linear gradient is a line in RGB, which many edits fit alike) leaves the gains loosely
+    determined: the fit is pulled towards one gain and one offset for all channels (ridge
+    penalties, Fill.tint_weight), so such a channel follows the others."""
+    count = len(original)
+    used = ((copy > 0.01) & (copy < 0.99)).astype(np.float64)
+    pull = fill.tint_weight * count * (np.eye(3) - 1 / 3)  # penalty^T penalty (idempotent)
+    best: tuple[float, float, np.ndarray, np.ndarray] | None = None
+    for saturation in np.arange(1 / fill.max_saturation, fill.max_saturation + 1e-9, 0.05):
+        source = _saturated(original, saturation)
+        # The normal equations of the least squares over (gains, offsets): each channel's
+        # sums, plus the pull towards equal gains and equal offsets.
+        normal = np.zeros((6, 6))
+        normal[:3, :3] = np.diag((used * source * source).sum(axis=0)) + pull
+        normal[3:, 3:] = np.diag(used.sum(axis=0)) + pull
+        normal[:3, 3:] = normal[3:, :3] = np.diag((used * source).sum(axis=0))
+        right = np.concatenate([(used * source * copy).sum(axis=0), (used * copy).sum(axis=0)])
+        # A faint pull towards no edit at all: a picture of one unclipped colour (a grey panel
+        # on white, the white clipped) leaves gain and offset one equation for two.
+        normal += fill.identity_weight * count * np.eye(6)
+        right[:3] += fill.identity_weight * count
+        try:
+            solution = np.linalg.solve(normal, right)
+        except np.linalg.LinAlgError:
+            continue
+        gains, offsets = solution[:3], solution[3:]
+        residual = float((used * (source * gains + offsets - copy) ** 2).sum())
+        residual += float(solution @ np.kron(np.eye(2), pull) @ solution)
+        residual += fill.identity_weight * count * float(((solution - [1, 1, 1, 0, 0, 0]) ** 2).sum())
+        if _mild(gains, offsets, fill) and (best is None or residual < best[1]):
+            best = float(saturation), residual, gains, offsets
+    if best is None:
+        return None
+    saturation, _, gains, offsets = best
+    mapped: np.ndarray = np.clip(_saturated(original, saturation) * gains + offsets, 0, 1)
+    return mapped
+
+
+def _mild(gains: np.ndarray, offsets: np.ndarray, fill: Fill) -> bool:
+    """Whether per-channel gains and offsets are a mild edit: gains or offsets that differ
+    between channels turn hues (a tint), which only a mild white balance may."""
+    return bool(
+        1 / fill.max_gain <= gains.min() <= gains.max() <= fill.max_gain
+        and gains.max() / gains.min() <= fill.max_tint
+        and np.abs(offsets).max() <= fill.max_offset
+        and np.ptp(offsets) <= fill.max_offset_tint
+    )
+
+
+def fill_agreement(suspect_rgb: np.ndarray, preview_rgb: np.ndarray, fill: Fill) -> FillAgreement | None:
+    """How the whole suspect's colours agree with the preview's under the fitted global edit.
+
+    ``suspect_rgb`` is the whole suspect, upright; ``preview_rgb`` the record's preview (uint8
+    RGB arrays). None: the two do not have one shape (a crop, a padded copy: not a whole copy).
+    """
+    height, width = preview_rgb.shape[:2]
+    suspect_aspect = suspect_rgb.shape[1] / suspect_rgb.shape[0]
+    if abs(np.log(suspect_aspect * height / width)) > fill.max_aspect_change:
+        return None
+    rows, cols = height // fill.block, width // fill.block
+    if min(rows, cols) < 4:
+        return None
+    scaled = cv2.resize(suspect_rgb, (width, height), interpolation=cv2.INTER_AREA)
+    copy, _ = _block_means(scaled, rows, cols, fill.block)
+    original, inside = _block_means(preview_rgb, rows, cols, fill.block)
+    # The outermost ring of blocks meets the picture's edge, where resizing differs.
+    ring = np.zeros((rows, cols), bool)
+    ring[1:-1, 1:-1] = True
+    keep = ring.ravel()
+    copy, original, inside = copy[keep], original[keep], inside[keep]
+    original_lab = _lab(original)
+    spread = float(np.sqrt(original_lab.var(axis=0).sum()))
+    fitted = _fitted_edit(original, copy, fill)
+    if fitted is None:  # no mild edit takes the one to the other: nothing agrees
+        return FillAgreement(share=0.0, blocks=len(copy), spread=spread)
+    mapped = fitted
+    difference = np.sqrt(((_lab(mapped) - _lab(copy)) ** 2).sum(axis=1))
+    # A block that holds an edge moves its mean with the least misplacement: it may differ by a
+    # share of its own spread (in CIELAB units, ~100 per unit of sRGB).
+    agrees = difference <= fill.tolerance + fill.edge_allowance * 100 * inside
+    return FillAgreement(
+        share=float(agrees.mean()),
+        blocks=int(len(agrees)),
+        spread=spread,
+    )
+
+
+def smooth(pdq_quality: int, keypoints: int, thresholds: Thresholds) -> bool:
+    """Whether a picture is smooth: a PDQ hash of low quality, or few keypoints (a flag's)."""
+    return pdq_quality < thresholds.pdq_min_quality or keypoints < thresholds.low_detail_keypoints
+
+
+def colour_layout(rgb: np.ndarray, side: int) -> np.ndarray:
+    """Where a picture's colours lie, coarsely: CIELAB means of a ``side`` by ``side`` grid, less
+    their mean and over their spread, so that a mild global edit barely moves it."""
+    grid = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA).reshape(-1, 3)
+    lab = _lab(grid.astype(np.float64) / 255)
+    centred = lab - lab.mean(axis=0)
+    layout: np.ndarray = (centred / max(float(centred.std()), 1.0)).ravel()
+    return layout
+
+
+class SmoothRecords:
+    """The records whose pictures are smooth (a PDQ hash of low quality, or few keypoints) and
+    their colour layouts, for finding the record a smooth suspect may be a whole copy of: a
+    derived cache of the store, tailed like the FAISS indexes (new records by id, removals by
+    sequence), its layouts made from the records' previews when first needed. One per Matcher."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_record_id = 0
+        self._last_removal_seq = 0
+        self._smooth: set[int] = set()
+        self._layouts: dict[int, np.ndarray] = {}
+
+    def nearest(
+        self,
+        suspect_rgb: np.ndarray,
+        store: FingerprintStore,
+        previews: Previews,
+        fill: Fill,
+        thresholds: Thresholds,
+    ) -> list[int]:
+        """The smooth records whose colour layouts lie nearest the suspect's, nearest first."""
+        with self._lock:
+            self._catch_up(store, thresholds)
+            for record_id in self._smooth - self._layouts.keys():
+                preview = previews.get(record_id)
+                if preview is not None:
+                    self._layouts[record_id] = colour_layout(preview.coarse.rgb, fill.layout_side)
+            if not self._layouts:
+                return []
+            ids = np.fromiter(self._layouts, np.int64, len(self._layouts))
+            layouts = np.stack(list(self._layouts.values()))
+        distances = np.linalg.norm(layouts - colour_layout(suspect_rgb, fill.layout_side), axis=1)
+        return [int(ids[i]) for i in np.argsort(distances, kind="stable")[: fill.candidates]]
+
+    def holds(self, record_id: int, store: FingerprintStore, thresholds: Thresholds) -> bool:
+        """Whether the record is smooth."""
+        with self._lock:
+            self._catch_up(store, thresholds)
+            return record_id in self._smooth
+
+    def _catch_up(self, store: FingerprintStore, thresholds: Thresholds) -> None:
+        for rows in store.rows_after(self._last_record_id, 0):
+            quality = 0 if rows.pdq is None else rows.pdq.quality
+            keypoints = 0 if rows.local_prefix is None else LocalFeatures.stored_count(rows.local_prefix)
+            if smooth(quality, keypoints, thresholds):
+                self._smooth.add(rows.record_id)
+            self._last_record_id = rows.record_id
+        for seq, record_id in store.removals_after(self._last_removal_seq):
+            self._smooth.discard(record_id)
+            self._layouts.pop(record_id, None)
+            self._last_removal_seq = seq
