@@ -66,7 +66,9 @@ def _saturated(rgb: np.ndarray, saturation: float) -> np.ndarray:
     return blended
 
 
-def _fitted_edit(original: np.ndarray, copy: np.ndarray, edit: ColourEdit) -> np.ndarray | None:
+def _fitted_edit(
+    original: np.ndarray, copy: np.ndarray, edit: ColourEdit, most_blocks: int | None = None
+) -> np.ndarray | None:
     """The edit within ``edit``'s bounds that best takes the original's block colours to the
     copy's: a gamma, a saturation change (a blend with grey), then per channel a gain and an
     offset (brightness, contrast, white balance), then clipping. Each channel is fitted where
@@ -76,58 +78,77 @@ def _fitted_edit(original: np.ndarray, copy: np.ndarray, edit: ColourEdit) -> np
     A channel that barely varies (the green of a purple gradient) or a picture of two colours
     (a linear gradient is a line in RGB, which many edits fit alike) leaves the gains loosely
     determined: the fit is pulled towards one gain and one offset for all channels (ridge
-    penalties, ColourEdit.tint_weight), so such a channel follows the others."""
+    penalties, ColourEdit.tint_weight), so such a channel follows the others. With
+    ``most_blocks`` the edit is fitted on that many blocks spread evenly over the rest (a cost
+    that the whole picture's blocks do not change), and applied to all."""
+    every = original
+    if most_blocks is not None and len(original) > most_blocks:
+        sample = np.linspace(0, len(original) - 1, most_blocks).astype(int)
+        original, copy = original[sample], copy[sample]
     count = len(original)
     used = ((copy > 0.01) & (copy < 0.99)).astype(np.float64)
     pull = edit.tint_weight * count * (np.eye(3) - 1 / 3)  # penalty^T penalty (idempotent)
-    best: tuple[float, float, float, np.ndarray, np.ndarray] | None = None
+    identity = np.array([1, 1, 1, 0, 0, 0], np.float64)
     saturations = np.arange(edit.min_saturation, edit.max_saturation + 1e-9, 0.05)
+    best: tuple[float, float, float, np.ndarray, np.ndarray] | None = None
     for gamma in edit.gammas:
         curved = original**gamma
-        for saturation in saturations:
-            source = _saturated(curved, saturation)
-            # The normal equations of the least squares over (gains, offsets): each channel's
-            # sums, plus the pull towards equal gains and equal offsets.
-            normal = np.zeros((6, 6))
-            normal[:3, :3] = np.diag((used * source * source).sum(axis=0)) + pull
-            normal[3:, 3:] = np.diag(used.sum(axis=0)) + pull
-            normal[:3, 3:] = normal[3:, :3] = np.diag((used * source).sum(axis=0))
-            right = np.concatenate([(used * source * copy).sum(axis=0), (used * copy).sum(axis=0)])
-            # A faint pull towards no edit at all: a picture of one unclipped colour (a grey
-            # panel on white, the white clipped) leaves gain and offset one equation for two.
-            normal += edit.identity_weight * count * np.eye(6)
-            right[:3] += edit.identity_weight * count
-            try:
-                solution = np.linalg.solve(normal, right)
-            except np.linalg.LinAlgError:
-                continue
-            gains, offsets = solution[:3], solution[3:]
-            predicted = source * gains + offsets
-            residual = float((used * (predicted - copy) ** 2).sum())
-            # A clipped channel says only "at least" (or "at most"): an edit that leaves it
-            # short of the clip disagrees by as much as it falls short.
-            residual += float((np.minimum(predicted - 0.99, 0)[copy >= 0.99] ** 2).sum())
-            residual += float((np.maximum(predicted - 0.01, 0)[copy <= 0.01] ** 2).sum())
-            residual += float(solution @ np.kron(np.eye(2), pull) @ solution)
-            residual += edit.identity_weight * count * float(((solution - [1, 1, 1, 0, 0, 0]) ** 2).sum())
-            if _within(gains, offsets, edit) and (best is None or residual < best[2]):
-                best = gamma, float(saturation), residual, gains, offsets
+        grey = curved @ _LUMA
+        # Every saturation at once: (saturations, blocks, channels).
+        source = grey[None, :, None] + saturations[:, None, None] * (curved - grey[:, None])[None]
+        # The normal equations of the least squares over (gains, offsets): each channel's
+        # sums, plus the pull towards equal gains and equal offsets, and a faint pull towards no
+        # edit at all: a picture of one unclipped colour (a grey panel on white, the white
+        # clipped) leaves gain and offset one equation for two.
+        normal = np.zeros((len(saturations), 6, 6))
+        channels = np.arange(3)
+        normal[:, channels, channels] = (used * source * source).sum(axis=1)
+        normal[:, channels, channels + 3] = normal[:, channels + 3, channels] = (used * source).sum(axis=1)
+        normal[:, 3 + channels, 3 + channels] = used.sum(axis=0)
+        normal[:, :3, :3] += pull
+        normal[:, 3:, 3:] += pull
+        normal += edit.identity_weight * count * np.eye(6)
+        right = np.concatenate(
+            [(used * source * copy).sum(axis=1), np.broadcast_to(used * copy, source.shape).sum(axis=1)],
+            axis=1,
+        )
+        right[:, :3] += edit.identity_weight * count
+        try:
+            solution = np.linalg.solve(normal, right[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            continue
+        gains, offsets = solution[:, None, :3], solution[:, None, 3:]
+        predicted = source * gains + offsets
+        residual = (used * (predicted - copy) ** 2).sum(axis=(1, 2))
+        # A clipped channel says only "at least" (or "at most"): an edit that leaves it short
+        # of the clip disagrees by as much as it falls short.
+        residual += (np.minimum(predicted - 0.99, 0) ** 2 * (copy >= 0.99)).sum(axis=(1, 2))
+        residual += (np.maximum(predicted - 0.01, 0) ** 2 * (copy <= 0.01)).sum(axis=(1, 2))
+        residual += np.einsum("si,ij,sj->s", solution, np.kron(np.eye(2), pull), solution)
+        residual += edit.identity_weight * count * ((solution - identity) ** 2).sum(axis=1)
+        residual[~_within(solution[:, :3], solution[:, 3:], edit)] = np.inf
+        i = int(np.argmin(residual))
+        if np.isfinite(residual[i]) and (best is None or residual[i] < best[2]):
+            best = gamma, float(saturations[i]), float(residual[i]), solution[i, :3], solution[i, 3:]
     if best is None:
         return None
     gamma, saturation, _, gains, offsets = best
-    mapped: np.ndarray = np.clip(_saturated(original**gamma, saturation) * gains + offsets, 0, 1)
+    mapped: np.ndarray = np.clip(_saturated(every**gamma, saturation) * gains + offsets, 0, 1)
     return mapped
 
 
-def _within(gains: np.ndarray, offsets: np.ndarray, edit: ColourEdit) -> bool:
-    """Whether per-channel gains and offsets lie within ``edit``'s bounds: gains or offsets that
-    differ between channels turn hues (a tint), which only a mild white balance may."""
-    return bool(
-        1 / edit.max_gain <= gains.min() <= gains.max() <= edit.max_gain
-        and gains.max() / gains.min() <= edit.max_tint
-        and np.abs(offsets).max() <= edit.max_offset
-        and np.ptp(offsets) <= edit.max_offset_tint
+def _within(gains: np.ndarray, offsets: np.ndarray, edit: ColourEdit) -> np.ndarray:
+    """Whether per-channel gains and offsets (rows of three) lie within ``edit``'s bounds: gains
+    or offsets that differ between channels turn hues (a tint), which only a mild white balance
+    may."""
+    within: np.ndarray = (
+        (gains.min(axis=-1) >= 1 / edit.max_gain)
+        & (gains.max(axis=-1) <= edit.max_gain)
+        & (gains.max(axis=-1) <= edit.max_tint * gains.min(axis=-1))
+        & (np.abs(offsets).max(axis=-1) <= edit.max_offset)
+        & (np.ptp(offsets, axis=-1) <= edit.max_offset_tint)
     )
+    return within
 
 
 def fill_agreement(suspect_rgb: np.ndarray, preview_rgb: np.ndarray, fill: Fill) -> FillAgreement | None:
@@ -189,7 +210,7 @@ def recoloured_share(
     flat = complete & (copy_spread < recolour.flat_spread) & (original_spread < recolour.flat_spread)
     if not flat.any():
         return None
-    fitted = _fitted_edit(original[flat], copy[flat], recolour.edit)
+    fitted = _fitted_edit(original[flat], copy[flat], recolour.edit, recolour.fitted_blocks)
     if fitted is None:  # no global edit takes the one to the other: every flat block differs
         return float(flat.sum() / complete.sum())
     difference = np.sqrt(((_lab(fitted) - _lab(copy[flat])) ** 2).sum(axis=1))
