@@ -222,6 +222,9 @@ class ColourEdit:
     # colour variance (~0.01) of a channel that barely varies, little against one that does.
     tint_weight: float = 0.01
     identity_weight: float = 1e-4  # towards gain 1, offset 0: decides only what the data leave open
+    # Fitted on at most so many blocks, spread evenly (a 256 px preview has up to 768; None: all):
+    # the wide edit's 315 gammas and saturations cost ~5 ms so instead of ~25.
+    fitted_blocks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,7 @@ class Recolour:
             max_saturation=2.2,
             max_gain=2.5,
             max_offset=0.6,
+            fitted_blocks=128,
         )
     )
     block: int = 8  # preview pixels per block side, as the dense check's
@@ -268,9 +272,6 @@ class Recolour:
     # the inside of a shape or a band, not an edge, which resampling and alignment move.
     flat_spread: float = 0.03
     tolerance: float = 10.0  # CIELAB units between mapped block means: a visible difference
-    # The edit is fitted on at most so many flat blocks, spread evenly (a 256 px preview has up
-    # to 768): ~5 ms a judgement instead of ~25, and a recolour stays the minority it was.
-    fitted_blocks: int = 128
     # An overlay (an emoji: a flat sticker up to 1/4 of the side, about 6 % of the area) also
     # makes flat blocks disagree; a recolour is told from one only where more of the overlap
     # differs than any overlay covers.

@@ -66,9 +66,7 @@ def _saturated(rgb: np.ndarray, saturation: float) -> np.ndarray:
     return blended
 
 
-def _fitted_edit(
-    original: np.ndarray, copy: np.ndarray, edit: ColourEdit, most_blocks: int | None = None
-) -> np.ndarray | None:
+def _fitted_edit(original: np.ndarray, copy: np.ndarray, edit: ColourEdit) -> np.ndarray | None:
     """The edit within ``edit``'s bounds that best takes the original's block colours to the
     copy's: a gamma, a saturation change (a blend with grey), then per channel a gain and an
     offset (brightness, contrast, white balance), then clipping. Each channel is fitted where
@@ -79,11 +77,11 @@ def _fitted_edit(
     (a linear gradient is a line in RGB, which many edits fit alike) leaves the gains loosely
     determined: the fit is pulled towards one gain and one offset for all channels (ridge
     penalties, ColourEdit.tint_weight), so such a channel follows the others. With
-    ``most_blocks`` the edit is fitted on that many blocks spread evenly over the rest (a cost
-    that the whole picture's blocks do not change), and applied to all."""
+    ``edit.fitted_blocks`` the edit is fitted on that many blocks spread evenly over all, and
+    applied to all."""
     every = original
-    if most_blocks is not None and len(original) > most_blocks:
-        sample = np.linspace(0, len(original) - 1, most_blocks).astype(int)
+    if edit.fitted_blocks is not None and len(original) > edit.fitted_blocks:
+        sample = np.linspace(0, len(original) - 1, edit.fitted_blocks).astype(int)
         original, copy = original[sample], copy[sample]
     count = len(original)
     used = ((copy > 0.01) & (copy < 0.99)).astype(np.float64)
@@ -210,7 +208,7 @@ def recoloured_share(
     flat = complete & (copy_spread < recolour.flat_spread) & (original_spread < recolour.flat_spread)
     if not flat.any():
         return None
-    fitted = _fitted_edit(original[flat], copy[flat], recolour.edit, recolour.fitted_blocks)
+    fitted = _fitted_edit(original[flat], copy[flat], recolour.edit)
     if fitted is None:  # no global edit takes the one to the other: every flat block differs
         return float(flat.sum() / complete.sum())
     difference = np.sqrt(((_lab(fitted) - _lab(copy[flat])) ** 2).sum(axis=1))

@@ -199,3 +199,14 @@ def test_a_colour_edited_or_overlaid_flat_picture_is_still_matched(kind: str, se
     found = library()
     copy = COLOUR_EDITS[edit](transforms.decode(jpeg(Design(kind, seed).picture(), 92)))
     assert matched_record(found.search(jpeg(copy, 90))) == found.ids[f"{kind}-{seed}"]
+
+
+@pytest.mark.parametrize("edit", ["contrast -50%", "gamma 0.6", "grayscale"])
+@pytest.mark.parametrize(("kind", "seed"), [("shapes", 0), ("flag", 2)])
+def test_a_smooth_picture_under_a_strong_colour_edit_keeps_its_match(kind: str, seed: int, edit: str) -> None:
+    """A smooth suspect matched as a whole copy of a smooth record is held to the colour
+    comparison, whose mild edit does not reach contrast -50 %, gamma 0.6 or grayscale: the
+    stronger edit that turns no hue either keeps the match (index.matching.colour_veto_look)."""
+    found = library()
+    copy = COLOUR_EDITS[edit](transforms.decode(jpeg(Design(kind, seed).picture(), 92)))
+    assert matched_record(found.search(jpeg(copy, 90))) == found.ids[f"{kind}-{seed}"]
