@@ -70,7 +70,7 @@ def block_agreement(
     height, width = preview_gray.shape
     if height // alignment.block < 3 or width // alignment.block < 3:
         return None
-    query_gray, transform, shrink = _at_preview_scale(query_gray, query_to_preview)
+    query_gray, transform, shrink = at_preview_scale(query_gray, query_to_preview)
     best = _share_of_agreeing_blocks(query_gray, preview_gray, transform, edge_tolerant, alignment)
     best_transform = transform
     worth_refining = best is None or refine_from <= best[0] < enough
@@ -87,7 +87,7 @@ def block_agreement(
     return Agreement(share=best[0], blocks=best[1], transform=best_transform, levels=best[2])
 
 
-def _at_preview_scale(
+def at_preview_scale(
     query: np.ndarray, query_to_preview: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The query averaged down to about the preview's scale, the map from its pixels, and the
@@ -107,7 +107,7 @@ def _at_preview_scale(
     return small, transform, shrink
 
 
-def _warp_onto(
+def warp_onto(
     query: np.ndarray, transform: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The query (grey or colour) warped into a (width, height) canvas by a 2x3 or 3x3 map, and
@@ -133,7 +133,7 @@ def _refined(
     wrong records comes closer to passing.
     """
     height, width = preview_gray.shape
-    warped, inside = _warp_onto(query_gray, transform, (width, height))
+    warped, inside = warp_onto(query_gray, transform, (width, height))
     # At half the preview's resolution ECC costs a quarter (~3 ms) and still places the map to
     # about a pixel of the preview's, well within a block.
     half = np.diag([0.5, 0.5, 1.0])
@@ -180,7 +180,7 @@ def _share_of_agreeing_blocks(
     height, width = preview_gray.shape
     block = alignment.block
     rows, cols = height // block, width // block
-    warped, inside = _warp_onto(query_gray, transform, (width, height))
+    warped, inside = warp_onto(query_gray, transform, (width, height))
     inside = cv2.erode(inside, np.ones((3, 3), np.uint8))  # interpolated edge pixels are not the query's
     warped = cv2.GaussianBlur(warped, (0, 0), alignment.smoothing_sigma).astype(np.float32)
     preview = cv2.GaussianBlur(preview_gray, (0, 0), alignment.smoothing_sigma).astype(np.float32)
@@ -334,8 +334,8 @@ def hue_agreement(
     height, width = preview_rgb.shape[:2]
     block = alignment.block
     rows, cols = height // block, width // block
-    query_rgb, transform, _ = _at_preview_scale(query_rgb, query_to_preview)
-    warped, inside = _warp_onto(query_rgb, transform, (width, height))
+    query_rgb, transform, _ = at_preview_scale(query_rgb, query_to_preview)
+    warped, inside = warp_onto(query_rgb, transform, (width, height))
     complete = _blocks(inside, rows, cols, block).min(axis=2) > 0
     query_ab = _block_chroma(warped, rows, cols, block)
     preview_ab = _block_chroma(preview_rgb, rows, cols, block)

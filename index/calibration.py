@@ -231,17 +231,16 @@ class Ransac:
 
 
 @dataclass(frozen=True)
-class Fill:
-    """The whole-picture colour comparison of smooth pictures (index.smooth)."""
+class ColourEdit:
+    """The global colour edits one picture is taken to be a copy of another under (index.smooth):
+    a gamma, a saturation factor (a blend with grey), then per channel a gain and an offset
+    (sRGB, 0..1) whose gains differ by at most max_tint and offsets by max_offset_tint (a white
+    balance): no edit of these turns a hue."""
 
-    # Smooth records whose colour layouts (a grid of this side) lie nearest the suspect's are
-    # compared whole; a copy's layout is nearest its record's among hundreds of smooth ones.
-    layout_side: int = 6
-    candidates: int = 3
-    block: int = 8  # preview pixels per block side, as the dense check's
-    max_aspect_change: float = 0.03  # log ratio: a whole copy keeps its shape; a crop does not
-    # The global edit a mild copy applies (index.smooth): a saturation factor, then per channel
-    # a gain and an offset (sRGB, 0..1) whose gains differ by at most max_tint (white balance).
+    # The defaults are the mild edits of a barely edited copy of a smooth picture (saturation,
+    # brightness and contrast within 60 %, a faint white balance); Recolour widens them.
+    gammas: tuple[float, ...] = (1.0,)
+    min_saturation: float = 1 / 1.6
     max_saturation: float = 1.6
     max_gain: float = 1.6
     max_tint: float = 1.15
@@ -251,6 +250,22 @@ class Fill:
     # colour variance (~0.01) of a channel that barely varies, little against one that does.
     tint_weight: float = 0.01
     identity_weight: float = 1e-4  # towards gain 1, offset 0: decides only what the data leave open
+    # Fitted on at most so many blocks, spread evenly (a 256 px preview has up to 768; None: all):
+    # the wide edit's 315 gammas and saturations cost ~5 ms so instead of ~25.
+    fitted_blocks: int | None = None
+
+
+@dataclass(frozen=True)
+class Fill:
+    """The whole-picture colour comparison of smooth pictures (index.smooth)."""
+
+    # Smooth records whose colour layouts (a grid of this side) lie nearest the suspect's are
+    # compared whole; a copy's layout is nearest its record's among hundreds of smooth ones.
+    layout_side: int = 6
+    candidates: int = 3
+    block: int = 8  # preview pixels per block side, as the dense check's
+    max_aspect_change: float = 0.03  # log ratio: a whole copy keeps its shape; a crop does not
+    edit: ColourEdit = field(default_factory=ColourEdit)  # the mild edits of a barely edited copy
     tolerance: float = 4.0  # CIELAB units between mapped block means
     edge_allowance: float = 0.25  # of a block's own colour spread
     share: float = 0.98  # of the blocks within the tolerance
@@ -258,6 +273,37 @@ class Fill:
     # copy, which the colour comparison may veto (index.matching.colour_veto_look).
     whole_coverage: float = 0.9
     min_spread: float = 5.0  # CIELAB; a near-uniform picture identifies nothing
+
+
+@dataclass(frozen=True)
+class Recolour:
+    """Where a geometric match is judged on structure, the colours of its flat parts must agree
+    too (index.smooth.recoloured_share): keypoints and the dense check see only lightness and
+    edges, so a flat illustration with one shape recoloured, or a flag with one band in another
+    colour, lines up with its original everywhere (benchmark hard negatives: 42-61 inliers at
+    agreements of 0.72-1.0)."""
+
+    # Any global edit the colour families make: brightness +50 %, contrast -50 %, gamma 0.6,
+    # saturation x2, grayscale (saturation 0), none of which turns a hue.
+    edit: ColourEdit = field(
+        default_factory=lambda: ColourEdit(
+            gammas=(0.5, 0.6, 0.75, 1.0, 1.33, 1.67, 2.0),
+            min_saturation=0.0,
+            max_saturation=2.2,
+            max_gain=2.5,
+            max_offset=0.6,
+            fitted_blocks=128,
+        )
+    )
+    block: int = 8  # preview pixels per block side, as the dense check's
+    # A block is flat where its colours spread less than this (sRGB, 0..1) in both pictures:
+    # the inside of a shape or a band, not an edge, which resampling and alignment move.
+    flat_spread: float = 0.03
+    tolerance: float = 10.0  # CIELAB units between mapped block means: a visible difference
+    # An overlay (an emoji: a flat sticker up to 1/4 of the side, about 6 % of the area) also
+    # makes flat blocks disagree; a recolour is told from one only where more of the overlap
+    # differs than any overlay covers.
+    share: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -270,3 +316,4 @@ class Calibration:
     alignment: Alignment = field(default_factory=Alignment)
     ransac: Ransac = field(default_factory=Ransac)
     fill: Fill = field(default_factory=Fill)
+    recolour: Recolour = field(default_factory=Recolour)

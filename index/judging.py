@@ -22,6 +22,7 @@ from index.fingerprints import dihedral_variant
 from index.preview import Preview, fitting
 from index.query import Found, Query
 from index.scoring import MATCH_CONFIDENCE, dense_confidence, geometry_confidence, required_agreement
+from index.smooth import recoloured_share
 
 
 def vote_and_verify(
@@ -223,7 +224,21 @@ def _geometry_confidence(
     ):
         hue = _hue(query, suspect, judged_on, agreement)
         confidence = geometry_confidence(geometry.inliers, share, thresholds, hue)
+    if (
+        agreement is not None
+        and confidence >= MATCH_CONFIDENCE
+        and _recoloured(query, suspect, judged_on, agreement)
+    ):
+        confidence = MATCH_CONFIDENCE - 0.01  # the structure is the original's, some colours not
     return confidence
+
+
+def _recoloured(query: Query, suspect: Picture, preview: Picture, agreement: Agreement) -> bool:
+    """Whether more of the aligned overlap's flat parts differ in colour from the preview's, beyond
+    one global colour edit, than an overlay could cover (index.smooth.recoloured_share)."""
+    recolour = query.calibration.recolour
+    share = recoloured_share(suspect.rgb, preview.rgb, agreement.transform, recolour)
+    return share is not None and share > recolour.share
 
 
 def dense_placement(query: Query, record_ids: list[int], evidence: Found) -> None:
@@ -264,7 +279,7 @@ def dense_placement(query: Query, record_ids: list[int], evidence: Found) -> Non
             continue
         hue = _hue(query, placed_query, judged_on, agreement)
         confidence = dense_confidence(agreement.share, agreement.blocks, hue, thresholds)
-        if confidence <= 0:
+        if confidence <= 0 or _recoloured(query, placed_query, judged_on, agreement):
             continue
         found = evidence.setdefault(record_id, Evidence())
         to_original = agreement.transform * (preview.width / judged_on.image.width)

@@ -175,12 +175,30 @@ def colour_veto_look(query: Query, evidence: Found) -> None:
         turned = [Picture(dihedral_variant(small, variant)) for variant in range(8)]
         agreement = _colour_fill(query, record_id, turned, evidence)
         # A near-uniform picture has no colours to tell by: the comparison cannot veto it.
-        if agreement is not None and agreement.spread >= fill.min_spread and agreement.share < fill.share:
+        if (
+            agreement is not None
+            and agreement.spread >= fill.min_spread
+            and agreement.share < fill.share
+            and not _whole_copy_edited(query, record_id, turned)
+        ):
             found.methods = [
                 dataclasses.replace(m, confidence=min(m.confidence, MATCH_CONFIDENCE - 0.01))
                 for m in found.methods
             ]
     query.lap("colour_veto")
+
+
+def _whole_copy_edited(query: Query, record_id: int, suspects: list[Picture]) -> bool:
+    """Whether one of ``suspects`` agrees whole with the record's preview under a stronger global
+    edit than a barely edited copy's, but one that turns no hue either (the colour families:
+    contrast -50 %, gamma 0.6, grayscale; index.calibration.Recolour): a copy so edited keeps
+    its match."""
+    preview = query.previews.get(record_id)
+    if preview is None:
+        return False
+    fill = dataclasses.replace(query.calibration.fill, edit=query.calibration.recolour.edit)
+    found = [fill_agreement(suspect.rgb, preview.coarse.rgb, fill) for suspect in suspects]
+    return any(a is not None and a.share >= fill.share for a in found)
 
 
 def _smooth_suspect(query: Query) -> bool:

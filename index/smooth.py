@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from index.calibration import Fill, Thresholds
+from index.alignment import at_preview_scale, warp_onto
+from index.calibration import ColourEdit, Fill, Recolour, Thresholds
 from index.features import LocalFeatures
 from index.preview import Previews
 from index.store import FingerprintStore
@@ -65,59 +66,87 @@ def _saturated(rgb: np.ndarray, saturation: float) -> np.ndarray:
     return blended
 
 
-def _fitted_edit(original: np.ndarray, copy: np.ndarray, fill: Fill) -> np.ndarray | None:
-    """The mild edit that best takes the original's block colours to the copy's: a saturation
-    change (a blend with grey), then per channel a gain and an offset (brightness, contrast,
-    white balance), then clipping. Each channel is fitted where the copy's is not clipped.
-    Returns the original's colours so edited; None where no mild edit fits.
+def _fitted_edit(original: np.ndarray, copy: np.ndarray, edit: ColourEdit) -> np.ndarray | None:
+    """The edit within ``edit``'s bounds that best takes the original's block colours to the
+    copy's: a gamma, a saturation change (a blend with grey), then per channel a gain and an
+    offset (brightness, contrast, white balance), then clipping. Each channel is fitted where
+    the copy's is not clipped. Returns the original's colours so edited; None where no such
+    edit fits.
 
     A channel that barely varies (the green of a purple gradient) or a picture of two colours
     (a linear gradient is a line in RGB, which many edits fit alike) leaves the gains loosely
     determined: the fit is pulled towards one gain and one offset for all channels (ridge
-    penalties, Fill.tint_weight), so such a channel follows the others."""
+    penalties, ColourEdit.tint_weight), so such a channel follows the others. With
+    ``edit.fitted_blocks`` the edit is fitted on that many blocks spread evenly over all, and
+    applied to all."""
+    every = original
+    if edit.fitted_blocks is not None and len(original) > edit.fitted_blocks:
+        sample = np.linspace(0, len(original) - 1, edit.fitted_blocks).astype(int)
+        original, copy = original[sample], copy[sample]
     count = len(original)
     used = ((copy > 0.01) & (copy < 0.99)).astype(np.float64)
-    pull = fill.tint_weight * count * (np.eye(3) - 1 / 3)  # penalty^T penalty (idempotent)
-    best: tuple[float, float, np.ndarray, np.ndarray] | None = None
-    for saturation in np.arange(1 / fill.max_saturation, fill.max_saturation + 1e-9, 0.05):
-        source = _saturated(original, saturation)
+    pull = edit.tint_weight * count * (np.eye(3) - 1 / 3)  # penalty^T penalty (idempotent)
+    identity = np.array([1, 1, 1, 0, 0, 0], np.float64)
+    saturations = np.arange(edit.min_saturation, edit.max_saturation + 1e-9, 0.05)
+    best: tuple[float, float, float, np.ndarray, np.ndarray] | None = None
+    for gamma in edit.gammas:
+        curved = original**gamma
+        grey = curved @ _LUMA
+        # Every saturation at once: (saturations, blocks, channels).
+        source = grey[None, :, None] + saturations[:, None, None] * (curved - grey[:, None])[None]
         # The normal equations of the least squares over (gains, offsets): each channel's
-        # sums, plus the pull towards equal gains and equal offsets.
-        normal = np.zeros((6, 6))
-        normal[:3, :3] = np.diag((used * source * source).sum(axis=0)) + pull
-        normal[3:, 3:] = np.diag(used.sum(axis=0)) + pull
-        normal[:3, 3:] = normal[3:, :3] = np.diag((used * source).sum(axis=0))
-        right = np.concatenate([(used * source * copy).sum(axis=0), (used * copy).sum(axis=0)])
-        # A faint pull towards no edit at all: a picture of one unclipped colour (a grey panel
-        # on white, the white clipped) leaves gain and offset one equation for two.
-        normal += fill.identity_weight * count * np.eye(6)
-        right[:3] += fill.identity_weight * count
+        # sums, plus the pull towards equal gains and equal offsets, and a faint pull towards no
+        # edit at all: a picture of one unclipped colour (a grey panel on white, the white
+        # clipped) leaves gain and offset one equation for two.
+        normal = np.zeros((len(saturations), 6, 6))
+        channels = np.arange(3)
+        normal[:, channels, channels] = (used * source * source).sum(axis=1)
+        normal[:, channels, channels + 3] = normal[:, channels + 3, channels] = (used * source).sum(axis=1)
+        normal[:, 3 + channels, 3 + channels] = used.sum(axis=0)
+        normal[:, :3, :3] += pull
+        normal[:, 3:, 3:] += pull
+        normal += edit.identity_weight * count * np.eye(6)
+        right = np.concatenate(
+            [(used * source * copy).sum(axis=1), np.broadcast_to(used * copy, source.shape).sum(axis=1)],
+            axis=1,
+        )
+        right[:, :3] += edit.identity_weight * count
         try:
-            solution = np.linalg.solve(normal, right)
+            solution = np.linalg.solve(normal, right[..., None])[..., 0]
         except np.linalg.LinAlgError:
             continue
-        gains, offsets = solution[:3], solution[3:]
-        residual = float((used * (source * gains + offsets - copy) ** 2).sum())
-        residual += float(solution @ np.kron(np.eye(2), pull) @ solution)
-        residual += fill.identity_weight * count * float(((solution - [1, 1, 1, 0, 0, 0]) ** 2).sum())
-        if _mild(gains, offsets, fill) and (best is None or residual < best[1]):
-            best = float(saturation), residual, gains, offsets
+        gains, offsets = solution[:, None, :3], solution[:, None, 3:]
+        predicted = source * gains + offsets
+        residual = (used * (predicted - copy) ** 2).sum(axis=(1, 2))
+        # A clipped channel says only "at least" (or "at most"): an edit that leaves it short
+        # of the clip disagrees by as much as it falls short.
+        residual += (np.minimum(predicted - 0.99, 0) ** 2 * (copy >= 0.99)).sum(axis=(1, 2))
+        residual += (np.maximum(predicted - 0.01, 0) ** 2 * (copy <= 0.01)).sum(axis=(1, 2))
+        residual += np.einsum("si,ij,sj->s", solution, np.kron(np.eye(2), pull), solution)
+        residual += edit.identity_weight * count * ((solution - identity) ** 2).sum(axis=1)
+        residual[~_within(solution[:, :3], solution[:, 3:], edit)] = np.inf
+        i = int(np.argmin(residual))
+        if np.isfinite(residual[i]) and (best is None or residual[i] < best[2]):
+            best = gamma, float(saturations[i]), float(residual[i]), solution[i, :3], solution[i, 3:]
     if best is None:
         return None
-    saturation, _, gains, offsets = best
-    mapped: np.ndarray = np.clip(_saturated(original, saturation) * gains + offsets, 0, 1)
+    gamma, saturation, _, gains, offsets = best
+    mapped: np.ndarray = np.clip(_saturated(every**gamma, saturation) * gains + offsets, 0, 1)
     return mapped
 
 
-def _mild(gains: np.ndarray, offsets: np.ndarray, fill: Fill) -> bool:
-    """Whether per-channel gains and offsets are a mild edit: gains or offsets that differ
-    between channels turn hues (a tint), which only a mild white balance may."""
-    return bool(
-        1 / fill.max_gain <= gains.min() <= gains.max() <= fill.max_gain
-        and gains.max() / gains.min() <= fill.max_tint
-        and np.abs(offsets).max() <= fill.max_offset
-        and np.ptp(offsets) <= fill.max_offset_tint
+def _within(gains: np.ndarray, offsets: np.ndarray, edit: ColourEdit) -> np.ndarray:
+    """Whether per-channel gains and offsets (rows of three) lie within ``edit``'s bounds: gains
+    or offsets that differ between channels turn hues (a tint), which only a mild white balance
+    may."""
+    within: np.ndarray = (
+        (gains.min(axis=-1) >= 1 / edit.max_gain)
+        & (gains.max(axis=-1) <= edit.max_gain)
+        & (gains.max(axis=-1) <= edit.max_tint * gains.min(axis=-1))
+        & (np.abs(offsets).max(axis=-1) <= edit.max_offset)
+        & (np.ptp(offsets, axis=-1) <= edit.max_offset_tint)
     )
+    return within
 
 
 def fill_agreement(suspect_rgb: np.ndarray, preview_rgb: np.ndarray, fill: Fill) -> FillAgreement | None:
@@ -143,7 +172,7 @@ def fill_agreement(suspect_rgb: np.ndarray, preview_rgb: np.ndarray, fill: Fill)
     copy, original, inside = copy[keep], original[keep], inside[keep]
     original_lab = _lab(original)
     spread = float(np.sqrt(original_lab.var(axis=0).sum()))
-    fitted = _fitted_edit(original, copy, fill)
+    fitted = _fitted_edit(original, copy, fill.edit)
     if fitted is None:  # no mild edit takes the one to the other: nothing agrees
         return FillAgreement(share=0.0, blocks=len(copy), spread=spread)
     mapped = fitted
@@ -156,6 +185,34 @@ def fill_agreement(suspect_rgb: np.ndarray, preview_rgb: np.ndarray, fill: Fill)
         blocks=int(len(agrees)),
         spread=spread,
     )
+
+
+def recoloured_share(
+    query_rgb: np.ndarray, preview_rgb: np.ndarray, query_to_preview: np.ndarray, recolour: Recolour
+) -> float | None:
+    """The share of the overlap whose colour differs from the original's beyond the global colour
+    edit that fits best (any that turns no hue, ``recolour.edit``), counted only where both
+    pictures are flat: a recoloured shape or band keeps its edges and shows as flat blocks that
+    disagree, while an overlay's own edges and a misplaced edge do not count. None: the overlap
+    holds no flat block in both. ``query_to_preview`` maps query pixels to the preview's (2x3)."""
+    height, width = preview_rgb.shape[:2]
+    block = recolour.block
+    rows, cols = height // block, width // block
+    query_rgb, transform, _ = at_preview_scale(query_rgb, query_to_preview)
+    warped, inside = warp_onto(query_rgb, transform, (width, height))
+    complete = (
+        inside[: rows * block, : cols * block].reshape(rows, block, cols, block).min(axis=(1, 3)).ravel() > 0
+    )
+    copy, copy_spread = _block_means(warped, rows, cols, block)
+    original, original_spread = _block_means(preview_rgb, rows, cols, block)
+    flat = complete & (copy_spread < recolour.flat_spread) & (original_spread < recolour.flat_spread)
+    if not flat.any():
+        return None
+    fitted = _fitted_edit(original[flat], copy[flat], recolour.edit)
+    if fitted is None:  # no global edit takes the one to the other: every flat block differs
+        return float(flat.sum() / complete.sum())
+    difference = np.sqrt(((_lab(fitted) - _lab(copy[flat])) ** 2).sum(axis=1))
+    return float((difference > recolour.tolerance).sum() / complete.sum())
 
 
 def smooth(pdq_quality: int, keypoints: int, thresholds: Thresholds) -> bool:

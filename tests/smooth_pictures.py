@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import random
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -18,6 +19,12 @@ from PIL import Image, ImageDraw, ImageFilter
 
 KINDS = ("linear", "radial", "blobs", "shapes", "flag")
 Colour = tuple[float, float, float]  # RGB, 0..1
+# A hard negative differs visibly on at least this share of the picture. The read path cannot
+# tell a smaller difference from an overlay: an emoji at a quarter of the height covers 4.7-8.3 %
+# of a 4:3 to 3:4 picture, so a recolour of flat parts vetoes a match only above 10 % of the
+# overlap (index.calibration.Recolour.share), and it counts only the flat inside of a changed part,
+# not the block-wide ring along its edge.
+MIN_CHANGE = 0.15
 
 
 def _colour(rng: random.Random) -> Colour:
@@ -181,18 +188,20 @@ class Design:
         return flag((size[0], size[0] * 2 // 3), self.bands, self.vertical, self.emblem)
 
     def negative(self, seed: int) -> Image.Image:
-        """The same design with one thing changed, as another artist would: similar hues turned by
-        15-40 degrees (gradients, soft art), one band or shape recoloured, or another emblem;
-        drawn again until the change shows on at least 3 % of the picture (a shape
-        recoloured where another hides it is the same picture)."""
+        """The same design with something changed, as another artist would: similar hues turned
+        by 15-40 degrees (gradients, soft art), shapes or a band recoloured, or another emblem;
+        drawn again until the change shows on at least MIN_CHANGE of the picture. A smaller
+        change cannot be told from an overlay (index.calibration.Recolour), so an illustration
+        whose one recoloured shape is smaller gets more of its shapes recoloured."""
         picture = self.picture()
         for attempt in range(20):
-            other = self._changed(random.Random(f"negative-{self.kind}-{seed}-{attempt}"))
-            if _changed_share(picture, other) >= 0.03:
-                return other
+            for other in self._changed(random.Random(f"negative-{self.kind}-{seed}-{attempt}")):
+                if _changed_share(picture, other) >= MIN_CHANGE:
+                    return other
         raise ValueError(f"no visible change of {self.kind} found")
 
-    def _changed(self, rng: random.Random) -> Image.Image:
+    def _changed(self, rng: random.Random) -> Iterator[Image.Image]:
+        """Changed pictures of this design, each changed more than the one before."""
         other = Design.__new__(Design)
         other.__dict__.update(self.__dict__)
         turn = rng.choice([-1, 1]) * rng.uniform(15, 40)
@@ -205,13 +214,15 @@ class Design:
         elif self.kind == "blobs":
             other.spots = [(x, y, r, turned(c, turn)) for x, y, r, c in self.spots]
         elif self.kind == "shapes":
-            i = rng.randrange(len(self.parts))
-            kind, box, colour = self.parts[i]
-            other.parts = [*self.parts[:i], (kind, box, turned(colour, 3 * turn)), *self.parts[i + 1 :]]
+            for i in rng.sample(range(len(self.parts)), len(self.parts)):
+                kind, box, colour = other.parts[i]
+                other.parts = [*other.parts[:i], (kind, box, turned(colour, 3 * turn)), *other.parts[i + 1 :]]
+                yield other.picture()
+            return
         elif self.emblem is not None and rng.random() < 0.5:
             kinds = [k for k in ("disc", "diamond", "star") if k != self.emblem[0]]
             other.emblem = (rng.choice(kinds), self.emblem[1])
         else:
             i = rng.randrange(len(self.bands))
             other.bands = [*self.bands[:i], turned(self.bands[i], 3 * turn), *self.bands[i + 1 :]]
-        return other.picture()
+        yield other.picture()

@@ -21,6 +21,7 @@ def readme_text() -> str:
 def stated_numbers(calibration: Calibration) -> list[str]:
     """The README's sentences that state a calibrated number, written from ``calibration``."""
     t, looks, r = calibration.thresholds, calibration.looks, calibration.ransac
+    recolour = calibration.recolour
     return [
         f"a hit within {t.pdq_match} bits is a match unless the whole suspect disagrees",
         f"(agreement below {t.pdq_match_agreement}:",
@@ -44,6 +45,12 @@ def stated_numbers(calibration: Calibration) -> list[str]:
         f"looks at {looks.small_side} and at {looks.smaller_side} px",
         f"the first {WORDS[looks.dense_candidates]} records of each look",
         f"at every scale down to {WORDS[looks.dense_min_coverage]} of their area",
+        f"a `local_features` match below {t.inliers_alone} inliers and a `dense_alignment`",
+        f"no match where more than {round(100 * recolour.share)} % of the overlap is flat in both",
+        f"differs from the original by over {recolour.tolerance:g} CIELAB units",
+        f"a saturation from {recolour.edit.min_saturation:g} to {recolour.edit.max_saturation:g}, "
+        f"per-channel gains from {1 / recolour.edit.max_gain:g} to {recolour.edit.max_gain:g} that differ by "
+        f"at most {round(100 * (recolour.edit.max_tint - 1))} %",
     ]
 
 

@@ -10,7 +10,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from index import Calibration, Evidence, FingerprintIndex, FingerprintStore, Matcher, StoredPreview
 from index.evidence import matched
@@ -21,6 +21,9 @@ from tests.conftest import fixture_bytes
 from tests.smooth_pictures import Design
 
 SEEDS = range(3)
+# Designs whose pictures have detail enough for keypoints (>= 100, PDQ quality >= 50), so that a
+# hard negative of theirs lines up by local features (42-61 inliers, dense agreement 0.72-1.0).
+DETAILED = [("shapes", 4), ("shapes", 5), ("flag", 5)]
 # A flag with a disc, as registered, and two flags that share its design.
 BANDS = [(0.1, 0.3, 0.7), (0.95, 0.95, 0.9), (0.8, 0.15, 0.15)]
 FLAG = smooth_pictures.flag((600, 400), BANDS, vertical=True, emblem=("disc", (0.9, 0.75, 0.1)))
@@ -52,6 +55,7 @@ class SmoothLibrary:
         pictures = {
             f"{kind}-{seed}": Design(kind, seed).picture() for kind in smooth_pictures.KINDS for seed in SEEDS
         }
+        pictures |= {f"{kind}-{seed}": Design(kind, seed).picture() for kind, seed in DETAILED}
         pictures["flag"] = FLAG
         for name in ("coffee", "chelsea"):
             pictures[name] = transforms.decode(fixture_bytes(f"{name}.jpg"))
@@ -142,3 +146,67 @@ def test_a_plain_colour_identifies_nothing() -> None:
     agreement = fill_agreement(plain, plain[::2, ::2].copy(), Calibration().fill)
     assert agreement is not None and agreement.share == 1.0
     assert agreement.spread < Calibration().fill.min_spread
+
+
+def with_emoji(image: Image.Image) -> Image.Image:
+    """A flat sticker as AugLy's emoji overlay draws it: a yellow face a quarter of the height
+    high, with eyes and a mouth, near the top left."""
+    overlaid = image.convert("RGB")
+    side = overlaid.height // 4
+    left, top = overlaid.width // 5, overlaid.height // 6
+    draw = ImageDraw.Draw(overlaid)
+    draw.ellipse((left, top, left + side, top + side), fill=(255, 204, 77), outline=(102, 69, 0), width=3)
+    for eye in (0.3, 0.6):
+        x = left + eye * side
+        draw.ellipse((x, top + 0.3 * side, x + 0.12 * side, top + 0.45 * side), fill=(102, 69, 0))
+    draw.arc(
+        (left + 0.25 * side, top + 0.4 * side, left + 0.75 * side, top + 0.8 * side), 20, 160, (102, 69, 0), 4
+    )
+    return overlaid
+
+
+@pytest.mark.parametrize(("kind", "seed"), DETAILED)
+def test_a_recoloured_picture_with_detail_is_not_matched_by_its_keypoints(kind: str, seed: int) -> None:
+    """Keypoints and the dense check see lightness and edges, and a recoloured shape or band
+    keeps every edge where it was: the flat parts that disagree in colour beyond any global
+    edit veto the geometric match (index.smooth.recoloured_share)."""
+    found = library()
+    design = Design(kind, seed)
+    assert matched_record(found.search(mildly_edited(design.picture()))) == found.ids[f"{kind}-{seed}"]
+    assert not matched(found.search(mildly_edited(design.negative(seed))))
+
+
+COLOUR_EDITS = {
+    "brightness +50%": lambda im: ImageEnhance.Brightness(im).enhance(1.5),
+    "contrast -50%": lambda im: ImageEnhance.Contrast(im).enhance(0.5),
+    "gamma 0.6": lambda im: im.point([round(255 * (i / 255) ** 0.6) for i in range(256)] * 3),
+    "saturation x2": lambda im: ImageEnhance.Color(im).enhance(2.0),
+    "grayscale": lambda im: ImageOps.grayscale(im).convert("RGB"),
+    "emoji overlay": with_emoji,
+}
+
+
+# shapes-4 under the sticker is left out: its dense agreement falls to 0.5 at 87 inliers before
+# any colour is asked (the sticker's outline crosses its shapes), with or without the veto.
+EDITED = [(kind, seed, edit) for kind, seed in DETAILED for edit in COLOUR_EDITS]
+EDITED.remove(("shapes", 4, "emoji overlay"))
+
+
+@pytest.mark.parametrize(("kind", "seed", "edit"), EDITED)
+def test_a_colour_edited_or_overlaid_flat_picture_is_still_matched(kind: str, seed: int, edit: str) -> None:
+    """The veto allows any global colour edit that turns no hue, and an overlay's flat sticker
+    covers less of the picture than the veto asks to differ."""
+    found = library()
+    copy = COLOUR_EDITS[edit](transforms.decode(jpeg(Design(kind, seed).picture(), 92)))
+    assert matched_record(found.search(jpeg(copy, 90))) == found.ids[f"{kind}-{seed}"]
+
+
+@pytest.mark.parametrize("edit", ["contrast -50%", "gamma 0.6", "grayscale"])
+@pytest.mark.parametrize(("kind", "seed"), [("shapes", 0), ("flag", 2)])
+def test_a_smooth_picture_under_a_strong_colour_edit_keeps_its_match(kind: str, seed: int, edit: str) -> None:
+    """A smooth suspect matched as a whole copy of a smooth record is held to the colour
+    comparison, whose mild edit does not reach contrast -50 %, gamma 0.6 or grayscale: the
+    stronger edit that turns no hue either keeps the match (index.matching.colour_veto_look)."""
+    found = library()
+    copy = COLOUR_EDITS[edit](transforms.decode(jpeg(Design(kind, seed).picture(), 92)))
+    assert matched_record(found.search(jpeg(copy, 90))) == found.ids[f"{kind}-{seed}"]
