@@ -41,8 +41,9 @@ def judged(method: str, agreement: Agreement | None, confidence: float, **raw: i
 class QueryDetail:
     """How much identifying detail the suspect has. Flat or featureless images (PDQ quality
     below Thresholds.pdq_min_quality and fewer keypoints than Thresholds.low_detail_keypoints:
-    a plain gradient, a blank page) cannot be matched with precision by anyone; ``low_detail``
-    says so, which tells a reviewer why "no match" means little there."""
+    a plain gradient, a blank page) can only be matched whole, by colour and fill
+    (index.smooth); ``low_detail`` says so, which tells a reviewer why "no match" means little
+    for a crop or a collage of one."""
 
     pdq_quality: int
     keypoints: int
