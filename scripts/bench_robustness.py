@@ -54,6 +54,7 @@ from provenance.config import Settings  # noqa: E402
 from provenance.devkeys import KeyFiles, generate_dev_keys  # noqa: E402
 from provenance.registry import GenerationRequest  # noqa: E402
 from provenance.services import build_services, save_index  # noqa: E402
+from provenance.verify import RecordMatch  # noqa: E402
 from scripts.bench_warps import (  # noqa: E402
     LAYOUT,
     SUBJECT,
@@ -306,6 +307,7 @@ SHARED_CONTENT = [
     ("openclipart-png-02020", "openclipart-png-02025", "the same x and green square, placed apart"),
     ("openclipart-png-02225", "openclipart-png-02340", "the same printer, recoloured"),
     ("openclipart-png-01938", "openclipart-png-02464", "the same power symbol"),
+    ("wesnoth-1.16-data-04790", "wesnoth-1.16-data-04870", "one mountain piece, its rock peak the same"),
     (
         "plasma-workspace-wallpapers-00028",
         "plasma-workspace-wallpapers-00029",
@@ -536,6 +538,8 @@ def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
         "elapsed": elapsed,
         "timings": result.timings_ms,
         "false_match": any(m.verdict == "matched" for m in wrong),
+        # The method each matched record's confidence came from, to tell which look found it.
+        "by": [strongest_method(m) for m in result.matches if m.verdict == "matched"],
         "low_detail": bool(result.query and result.query.low_detail),
         "wrong_ids": [m.record.generation_id for m in wrong if m.verdict == "matched"],
         "wrong_inliers": max(wrong_inliers, default=0),
@@ -555,6 +559,10 @@ def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
         ],
         **(diagnose(image, data, expected) if expected and not hit else {}),
     }
+
+
+def strongest_method(match: RecordMatch) -> str:
+    return str(max(match.methods, key=lambda m: m.confidence).method)
 
 
 def diagnose(image: Image.Image, data: bytes, expected: str) -> dict[str, object]:
