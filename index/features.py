@@ -132,6 +132,7 @@ class GeometricMatch:
     tentative_matches: int
     region: tuple[tuple[float, float], ...]
     coverage: float
+    inside: float  # the share of the query that lands inside the reference (share_inside)
     scale: float
     rotation_degrees: float
     transform: np.ndarray
@@ -263,6 +264,17 @@ def mapped_region(
     return tuple((round(float(x), 1), round(float(y), 1)) for x, y in region), round(coverage, 4)
 
 
+def share_inside(transform: np.ndarray, size: tuple[int, int], reference_size: tuple[int, int]) -> float:
+    """The share of an image of ``size`` that lands inside the reference under ``transform`` (its
+    pixels to the reference's): 1 for a crop of the reference, less where it reaches beyond."""
+    width, height = size
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
+    mapped = map_points(transform, corners)
+    whole = _polygon_area(mapped)
+    inside = _clip_polygon(mapped, *reference_size)
+    return _polygon_area(inside) / whole if len(inside) and whole > 0 else 0.0
+
+
 def verify_geometry(
     query: LocalFeatures,
     reference: LocalFeatures,
@@ -360,6 +372,7 @@ def _fitted(found: Correspondences, model: str, ransac: Ransac) -> GeometricMatc
         tentative_matches=len(found.source),
         region=region,
         coverage=coverage,
+        inside=share_inside(transform, found.query_size, found.reference_size),
         scale=scale,
         rotation_degrees=float(np.degrees(np.arctan2(linear[1, 0], linear[0, 0]))),
         transform=transform,

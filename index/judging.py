@@ -213,7 +213,8 @@ def _geometry_confidence(
     one of few inliers the original's hues too (asked only where the rest confirms it)."""
     thresholds = query.calibration.thresholds
     share = None if agreement is None else agreement.share
-    confidence = geometry_confidence(geometry.inliers, share, thresholds)
+    within = max(geometry.coverage, geometry.inside)  # of one picture within the other
+    confidence = geometry_confidence(geometry.inliers, share, thresholds, within=within)
     if agreement is not None and agreement.levels < thresholds.agreement_levels:
         # Its structure agrees, its levels do not: one layout drawn twice (Thresholds).
         confidence = min(confidence, MATCH_CONFIDENCE - 0.01)
@@ -223,7 +224,7 @@ def _geometry_confidence(
         and geometry.inliers < thresholds.inliers_match
     ):
         hue = _hue(query, suspect, judged_on, agreement)
-        confidence = geometry_confidence(geometry.inliers, share, thresholds, hue)
+        confidence = geometry_confidence(geometry.inliers, share, thresholds, hue, within)
     if (
         agreement is not None
         and confidence >= MATCH_CONFIDENCE

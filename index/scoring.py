@@ -78,14 +78,20 @@ def dense_agreement_needed(blocks: int, thresholds: Thresholds) -> float | None:
 
 
 def geometry_confidence(
-    inliers: int, agreement: float | None, thresholds: Thresholds, hue: float | None = None
+    inliers: int,
+    agreement: float | None,
+    thresholds: Thresholds,
+    hue: float | None = None,
+    within: float = 1.0,
 ) -> float:
     """Confidence from the inlier count of a verified similarity transform, the share of the
-    aligned overlap that agrees (None: too little structure to judge) and, for few inliers, the
-    hue agreement (None: no colour to tell). Confirmed geometry is a match even with few
-    inliers; unconfirmed geometry stays a possible match, for a person to review, unless its
-    few inliers align an overlap that mostly disagrees. An overlap too calm to judge is
-    confirmed by many inliers alone."""
+    aligned overlap that agrees (None: too little structure to judge), for few inliers the hue
+    agreement (None: no colour to tell), and ``within``: the larger of the shares of the query
+    inside the original and of the original inside the query. Confirmed geometry is a match
+    even with few inliers; unconfirmed geometry stays a possible match, for a person to review,
+    unless its few inliers align an overlap that mostly disagrees. An overlap too calm to judge
+    is confirmed by many inliers alone. Fewer than inliers_reviewed_anyway inliers confirm a
+    copy only where one picture lies within the other (Thresholds.nested_share)."""
     match = thresholds.inliers_match
     confidence = _ramp(inliers, thresholds.inliers_possible, match, 4 * match)
     if inliers >= thresholds.inliers_alone:
@@ -98,6 +104,8 @@ def geometry_confidence(
         )
         if inliers < match and hue is not None and hue < thresholds.dense_hue_agreement:
             confirmed = False
+    if inliers < thresholds.inliers_reviewed_anyway and within < thresholds.nested_share:
+        confirmed = False
     if confirmed:
         return max(confidence, MATCH_CONFIDENCE)
     if (

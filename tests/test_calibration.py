@@ -41,6 +41,8 @@ def stated_numbers(calibration: Calibration) -> list[str]:
         f"axes stretched apart at most {r.max_anisotropy:g} times, depth across the corners varying at "
         f"most {r.max_perspective:g} times",
         f"brightness, contrast or gamma map in {round(100 * t.agreement_levels)} % of its overlap",
+        f"Below {t.inliers_reviewed_anyway} inliers one picture must also lie within the other, at "
+        f"least {t.nested_share} of it",
         f"judged at {looks.judged_side} px first",
         f"looks at {looks.small_side} and at {looks.smaller_side} px",
         f"the first {WORDS[looks.dense_candidates]} records of each look",

@@ -21,7 +21,13 @@ from index import (
 )
 from index.alignment import block_agreement
 from index.calibration import Alignment, Ransac, Retrieval
-from index.features import DESCRIPTOR_BYTES, LocalFeatures, extract_local_features, verify_geometry
+from index.features import (
+    DESCRIPTOR_BYTES,
+    LocalFeatures,
+    extract_local_features,
+    share_inside,
+    verify_geometry,
+)
 from index.fingerprints import dihedral_variant, pdq, pdq_dihedral
 from index.scoring import dense_confidence, geometry_confidence, pdq_confidence, verdict_for
 from index.search import Candidate, PdqHit
@@ -384,6 +390,29 @@ def test_few_inliers_on_a_mostly_disagreeing_overlap_are_not_worth_review() -> N
     # An emoji overlay hides most of a copy, not its many inliers.
     assert verdict_for(geometry_confidence(119, 0.2, thresholds)) == "possible_match"
     assert verdict_for(geometry_confidence(22, None, thresholds)) == "possible_match"
+
+
+def test_few_inliers_confirm_a_copy_only_where_one_picture_lies_within_the_other() -> None:
+    thresholds = Thresholds()
+    few, many = thresholds.inliers_match - 5, thresholds.inliers_reviewed_anyway
+    # A crop lies inside its original; a collage or a screenshot holds the whole original.
+    assert verdict_for(geometry_confidence(few, 0.98, thresholds, within=1.0)) == "matched"
+    assert verdict_for(geometry_confidence(few + 10, 0.9, thresholds, within=0.6)) == "matched"
+    # A pool ball's rim on part of a circle (benchmark: 10 inliers at 0.96, a quarter of the
+    # original and an eighth of the query): shapes lining up by chance.
+    assert verdict_for(geometry_confidence(10, 0.963, thresholds, within=0.25)) == "possible_match"
+    assert verdict_for(geometry_confidence(22, 0.957, thresholds, within=0.4)) == "possible_match"
+    # From inliers_reviewed_anyway on, so many correspondences are no chance alignment.
+    assert verdict_for(geometry_confidence(many, 0.9, thresholds, within=0.3)) == "matched"
+
+
+def test_the_share_of_a_query_inside_its_original_tells_a_crop_from_a_partial_overlap() -> None:
+    shift = np.array([[1.0, 0, 100], [0, 1.0, 50]])  # a 200x100 query placed at (100, 50)
+    assert share_inside(shift, (200, 100), (400, 300)) == pytest.approx(1.0)
+    half_out = np.array([[1.0, 0, 300], [0, 1.0, 50]])  # its right half beyond a 400 px original
+    assert share_inside(half_out, (200, 100), (400, 300)) == pytest.approx(0.5)
+    beyond = np.array([[1.0, 0, 500], [0, 1.0, 50]])
+    assert share_inside(beyond, (200, 100), (400, 300)) == 0.0
 
 
 def test_an_overlap_too_calm_to_judge_needs_many_inliers() -> None:
