@@ -6,9 +6,9 @@ Two binary indexes, both keyed by record id:
   spatially balanced sample). Below ``IVF_MIN_VECTORS`` they sit in a flat index; above it in an
   inverted file whose coarse centroids are a random sample of the indexed descriptors (k-means on
   millions of binary codes would stall a serving process for minutes; sampled centroids train in
-  milliseconds and only cost some recall, which the vote over many descriptors absorbs). Each
-  descriptor finds its lists through a second, smaller inverted file over the centroids
-  (``_coarse_quantizer``).
+  milliseconds and only cost some recall, which the vote over many descriptors absorbs). With
+  many lists, each descriptor finds its lists through a second, smaller inverted file over the
+  centroids (``_coarse_quantizer``).
 
 RAM per record: 32 + 8 bytes (PDQ) + INDEXED_DESCRIPTORS * (32 + 8) bytes (code + id) = ~6.4 KB.
 The full descriptor sets for verification stay in the store on disk.
@@ -38,6 +38,7 @@ INDEXED_DESCRIPTORS = 160
 IVF_MIN_VECTORS = 200_000
 _RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much since the last time
 _NPROBE = 16
+NESTED_QUANTIZER_LISTS = 16_384  # from this many lists on, they are found through an inverted file
 _CENTROID_NPROBE = 64  # lists of centroids each descriptor visits to find its _NPROBE lists
 _SEED = 20261125
 # Any: faiss's Python-callback readers and writers exist only at run time (SWIG).
@@ -234,21 +235,27 @@ def _inverted_file(lists: int, quantizer: Any) -> Any:
 
 
 def _coarse_quantizer(centroids: np.ndarray, rng: np.random.Generator) -> Any:
-    """Finds each descriptor's nearest centroids: an inverted file over them, its own centroids
-    a sample of them (about 4 sqrt(n) of n), searched in ``_CENTROID_NPROBE`` lists.
+    """Finds each descriptor's nearest centroids: a flat index of them, or from
+    ``NESTED_QUANTIZER_LISTS`` centroids on, an inverted file over them (its own centroids about
+    4 sqrt(n) of the n, sampled; ``_CENTROID_NPROBE`` of its lists searched).
 
     Every added and every query descriptor is first assigned its nearest centroids. A flat
-    index compares it with all of them: 32,768 centroids at 100,000 records, 65,536 at a
-    million, so that rebuilding is mostly this assignment. This one compares a few thousand:
-    on 260,000 corpus descriptors, 2.2x faster at 32,768 centroids and 3.5x at 65,536, for
-    0.7 and 0.5 points fewer of each descriptor's 4 nearest neighbours found. An HNSW graph
-    over the centroids (IndexBinaryHNSW) was slower than this for the same recall: its binary
-    distances come one at a time, a flat scan's in blocks.
+    index compares it with all of them: 32,768 at 100,000 records, 65,536 at a million, and
+    rebuilding is then mostly this assignment. The inverted file compares a few thousand, at a
+    fixed cost that only pays from about 16,384 centroids on (one thread, adding one record's
+    160 corpus descriptors at a time: 8,192 centroids 2.7 ms flat, 4.5 ms nested; 32,768 14.7
+    ms flat, 6.5 ms nested). Of each descriptor's 4 nearest neighbours it finds 0.7 and 0.5
+    points fewer at 32,768 and 65,536 centroids (260,000 corpus descriptors). An HNSW graph over
+    the centroids (IndexBinaryHNSW) was slower for the same recall: its binary distances come
+    one at a time, a flat scan's in blocks.
     """
-    samples = min(len(centroids), max(1, int(4 * math.sqrt(len(centroids)))))
-    inner: Any = faiss.IndexBinaryFlat(PDQ_BITS)
-    inner.add(np.ascontiguousarray(centroids[rng.choice(len(centroids), samples, replace=False)]))
-    quantizer = _inverted_file(samples, inner)
+    flat: Any = faiss.IndexBinaryFlat(PDQ_BITS)
+    if len(centroids) < NESTED_QUANTIZER_LISTS:
+        flat.add(np.ascontiguousarray(centroids))
+        return flat
+    samples = int(4 * math.sqrt(len(centroids)))
+    flat.add(np.ascontiguousarray(centroids[rng.choice(len(centroids), samples, replace=False)]))
+    quantizer = _inverted_file(samples, flat)
     quantizer.nprobe = _CENTROID_NPROBE
     quantizer.add(np.ascontiguousarray(centroids))  # labelled 0..n-1: the outer file's list numbers
     return quantizer
@@ -414,7 +421,7 @@ class FingerprintIndex:
         if isinstance(local_index, faiss.IndexBinaryIVF):
             local_index.nprobe = _NPROBE  # settings of this code, not of the file's age
             quantizer = faiss.downcast_IndexBinary(local_index.quantizer)
-            if isinstance(quantizer, faiss.IndexBinaryIVF):  # older files: a flat one
+            if isinstance(quantizer, faiss.IndexBinaryIVF):  # with few lists, a flat one
                 quantizer.nprobe = _CENTROID_NPROBE
         loaded = cls()
         loaded._pdq = pdq_index

@@ -309,10 +309,11 @@ def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch
 def test_an_ivf_index_finds_its_lists_through_a_smaller_one_and_survives_save_load_and_freeze(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The inverted file assigns descriptors to lists through an inverted file over its centroids
-    (a flat scan of every centroid made rebuilding 100,000 records take an hour); that one too
-    must be saved, loaded, searched and shared after a fork."""
+    """With many lists, the inverted file assigns descriptors to them through an inverted file
+    over its centroids (scanning every centroid made rebuilds slow); that one too must be saved,
+    loaded, searched and shared after a fork."""
     monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
+    monkeypatch.setattr(search_module, "NESTED_QUANTIZER_LISTS", 256)
     monkeypatch.setattr(search_module, "_CENTROID_NPROBE", 4)  # of 64 lists: an approximate search
     rng = np.random.default_rng(2)
     names = ["coffee", "chelsea", "astronaut", "rocket"]
