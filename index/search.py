@@ -240,14 +240,16 @@ def _coarse_quantizer(centroids: np.ndarray, rng: np.random.Generator) -> Any:
     4 sqrt(n) of the n, sampled; ``_CENTROID_NPROBE`` of its lists searched).
 
     Every added and every query descriptor is first assigned its nearest centroids. A flat
-    index compares it with all of them: 32,768 at 100,000 records, 65,536 at a million, and
-    rebuilding is then mostly this assignment. The inverted file compares a few thousand, at a
-    fixed cost that only pays from about 16,384 centroids on (one thread, adding one record's
+    index compares it with all of them: 32,768 from about 100,000 records, 65,536 at a million,
+    and rebuilding is then mostly this assignment. The inverted file compares a few thousand, at
+    a fixed cost that only pays from about 16,384 centroids on (one thread, adding one record's
     160 corpus descriptors at a time: 8,192 centroids 2.7 ms flat, 4.5 ms nested; 32,768 14.7
     ms flat, 6.5 ms nested). Of each descriptor's 4 nearest neighbours it finds 0.7 and 0.5
-    points fewer at 32,768 and 65,536 centroids (260,000 corpus descriptors). An HNSW graph over
-    the centroids (IndexBinaryHNSW) was slower for the same recall: its binary distances come
-    one at a time, a flat scan's in blocks.
+    points fewer at 32,768 and 65,536 centroids (260,000 corpus descriptors); 100,000
+    bench_scale records rebuilt into 32,768 lists in 439 s instead of 588, and their 100 fixed
+    copies ranked the right record first as often (79 and 77) with as many votes (47.0 and
+    47.1). An HNSW graph over the centroids (IndexBinaryHNSW) was slower for the same recall:
+    its binary distances come one at a time, a flat scan's in blocks.
     """
     flat: Any = faiss.IndexBinaryFlat(PDQ_BITS)
     if len(centroids) < NESTED_QUANTIZER_LISTS:
