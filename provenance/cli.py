@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from index import FingerprintIndex, FingerprintStore, IndexNotReady, MilvusIndex
+from index import FingerprintIndex, FingerprintStore, IndexNotReady, MilvusIndex, one_thread_per_process
 from provenance import __version__, db
 from provenance.apikeys import SCOPES, create_api_key, parse_scopes
 from provenance.config import Settings
@@ -435,6 +435,10 @@ def index_rebuild(ctx: click.Context) -> None:
                 f" ({settings.milvus_collection}_*)"
             )
             return
+        # FAISS's thread pool, beside a server's workers or anything else on the host, spins for
+        # the cores: rebuilding 30,000 records took 360 s with it and 51 s without, beside another
+        # benchmark (scripts/bench_scale.py; the same flat quantizer at 8,192 lists in both).
+        one_thread_per_process()
         index = FingerprintIndex.rebuild_from(store)
     index.save(index_file(settings))
     click.echo(f"indexed {index.records} records; {index.memory_bytes()} bytes -> {index_file(settings)}")

@@ -105,6 +105,7 @@ def prepare(settings: Settings) -> FingerprintIndex | None:
     # Closed here, not left to the garbage collector: an SQLite connection that survives into
     # gunicorn's fork shares its locks with the workers and breaks theirs (disk I/O errors,
     # writes of other processes unseen).
+    one_thread_per_process()  # as in a rebuild (cli.index_rebuild): the master may rebuild too
     with contextlib.closing(db.open_database(settings.database)) as connection:
         index = load_index(settings, connection)
     db.close_pools()  # likewise PostgreSQL connections: each worker opens its own pool

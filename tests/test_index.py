@@ -312,6 +312,57 @@ def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch
     assert 20 not in {c.record_id for c in index.search_local(query.descriptors[:300], Retrieval())}
 
 
+def test_an_ivf_index_finds_its_lists_through_a_smaller_one_and_survives_save_load_and_freeze(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With many lists, the inverted file assigns descriptors to them through an inverted file
+    over its centroids (scanning every centroid made rebuilds slow); that one too must be saved,
+    loaded, searched and shared after a fork."""
+    monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
+    monkeypatch.setattr(search_module, "NESTED_QUANTIZER_LISTS", 256)
+    monkeypatch.setattr(search_module, "_CENTROID_NPROBE", 4)  # of 64 lists: an approximate search
+    rng = np.random.default_rng(2)
+    names = ["coffee", "chelsea", "astronaut", "rocket"]
+    real = {record_id: fingerprint_image(photo(name)) for record_id, name in enumerate(names, start=1)}
+    fingerprints: dict[int, ImageFingerprints] = {
+        record_id: ImageFingerprints(
+            real[1].pdq,
+            LocalFeatures(
+                np.zeros((160, 2), np.float32),
+                rng.integers(0, 256, (160, DESCRIPTOR_BYTES), np.uint8),
+                100,
+                100,
+                1.0,
+            ),
+        )
+        for record_id in range(5, 45)
+    }
+    store = store_with_fingerprints({**real, **fingerprints})
+    index = FingerprintIndex.rebuild_from(store)
+    ivf = index._local.index
+    quantizer = faiss.downcast_IndexBinary(ivf.quantizer)
+    assert type(quantizer).__name__ == "IndexBinaryIVF" and quantizer.ntotal == ivf.nlist
+
+    query = extract_local_features(transforms.decode(transforms.crop(fixture_bytes("rocket.jpg"), 0.5)[0]))
+    descriptors = query.descriptors[:300]
+    indexed = {i: store.local_features(i).descriptors[:160] for i in range(1, 45)}  # type: ignore[union-attr]
+    codes = np.concatenate(list(indexed.values()))
+    ids = np.concatenate([np.full(len(c), i) for i, c in indexed.items()])
+    oracle = brute_force_votes(descriptors, codes, ids, 70)
+    found = {c.record_id: c.votes for c in index.search_local(descriptors, Retrieval())}
+    assert max(found, key=found.__getitem__) == max(oracle, key=oracle.__getitem__) == 4
+    assert found[4] >= oracle[4] * 0.75  # a few neighbours sit in lists the search did not visit
+
+    index.save(tmp_path / "fp.npz")
+    loaded = FingerprintIndex.load(tmp_path / "fp.npz")
+    assert {c.record_id: c.votes for c in loaded.search_local(descriptors, Retrieval())} == found
+    loaded.freeze()
+    held = frozen_bytes(loaded)
+    store.add(45, fingerprint_image(photo("rocket")))
+    assert loaded.catch_up(store) == 1 and frozen_bytes(loaded) == held
+    assert {c.record_id for c in loaded.search_local(descriptors, Retrieval())[:2]} == {4, 45}
+
+
 def test_missing_saved_index_is_reported(tmp_path: Path) -> None:
     from index import IndexNotReady
 
