@@ -17,6 +17,7 @@ never-registered query.
 Usage: .venv/bin/python scripts/bench_robustness.py [--registered 300] [--records 10000] [--unrelated 10000]
        [--smooth 40] [--smooth-real 20] [--near-misses 30]
        [--data-dir DIR]   # keep the registered store there and reuse it, adding what it lacks
+       [--only "NAME|FAMILY" ...]   # replay chosen queries of a run on the same store
        [--milvus URI|embedded]   # search an index rebuilt in Milvus instead of FAISS
 """
 
@@ -768,6 +769,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", type=Path, help="also write every query's result here")
     parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME|FAMILY",
+        help="ask only these queries of the run (repeatable; as a --json file names them): "
+        "replays a false match or a miss on the same store with the same seed",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         help="keep the registered store here; an existing one is reused, registering what it lacks",
@@ -899,6 +907,9 @@ def main() -> None:
                 for i, name in enumerate(smooth)
                 if name.startswith(SYNTHETIC)
             ]
+        if args.only:
+            wanted = {tuple(query.split("|", 1)) for query in args.only}
+            jobs = [job for job in jobs if (job[0], job[1]) in wanted]
         print(f"{len(jobs)} queries on {args.workers} processes", file=sys.stderr)
         context = multiprocessing.get_context("spawn")  # c2pa objects must not cross a fork
         collage_photos = unrelated_photos
