@@ -48,8 +48,9 @@ class Thresholds:
     # least this share of neither lies within the other (benchmark, 10,000 never-registered
     # queries: a pool ball's rim on a circle's, 10 inliers at agreement 0.96, 25 % of the
     # original and 12 % of the query; a flag's star on another's, 10 and 22 inliers at 0.96,
-    # 42 % and 24 %). Of 400 copies confirmed with 10-59 inliers, all but four mirrored copies of
-    # mirror-symmetric flags aligned partly onto themselves (0.21-0.39) had a side at 0.6 or more.
+    # 42 % and 24 %). Of 400 copies confirmed with 10-59 inliers, all had a side at 0.6 or more
+    # but four copies of flags that a mirror or a shift by a stripe aligns partly onto
+    # themselves (0.28-0.39; one of them, overlaid with an emoji, found nothing else).
     nested_share: float = 0.5
     # A confirmed geometric match whose overlap keeps the original's block levels (up to one
     # brightness, contrast or gamma map: index.alignment._level_agreement) in fewer than this
