@@ -284,13 +284,13 @@ def test_a_frozen_index_searches_as_one_and_never_writes_what_it_held_when_froze
         frozen.save(Path("/nonexistent/never-written.npz"))
 
 
-def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
-    rng = np.random.default_rng(1)
-    real = fingerprint_image(photo("rocket"))
-    fingerprints = {  # random distractor descriptor sets around one real record
+def random_descriptor_records(
+    rng: np.random.Generator, pdq_hash: PdqHash, record_ids: range
+) -> dict[int, ImageFingerprints]:
+    """Distractor records: 160 random descriptors each, enough to fill an inverted file."""
+    return {
         record_id: ImageFingerprints(
-            real.pdq,
+            pdq_hash,
             LocalFeatures(
                 np.zeros((160, 2), np.float32),
                 rng.integers(0, 256, (160, DESCRIPTOR_BYTES), np.uint8),
@@ -299,8 +299,15 @@ def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch
                 1.0,
             ),
         )
-        for record_id in range(1, 40)
+        for record_id in record_ids
     }
+
+
+def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
+    rng = np.random.default_rng(1)
+    real = fingerprint_image(photo("rocket"))
+    fingerprints = random_descriptor_records(rng, real.pdq, range(1, 40))  # around one real record
     fingerprints[20] = real
     store = store_with_fingerprints(fingerprints)
     index = FingerprintIndex.rebuild_from(store)
@@ -324,19 +331,7 @@ def test_an_ivf_index_finds_its_lists_through_a_smaller_one_and_survives_save_lo
     rng = np.random.default_rng(2)
     names = ["coffee", "chelsea", "astronaut", "rocket"]
     real = {record_id: fingerprint_image(photo(name)) for record_id, name in enumerate(names, start=1)}
-    fingerprints: dict[int, ImageFingerprints] = {
-        record_id: ImageFingerprints(
-            real[1].pdq,
-            LocalFeatures(
-                np.zeros((160, 2), np.float32),
-                rng.integers(0, 256, (160, DESCRIPTOR_BYTES), np.uint8),
-                100,
-                100,
-                1.0,
-            ),
-        )
-        for record_id in range(5, 45)
-    }
+    fingerprints = random_descriptor_records(rng, real[1].pdq, range(5, 45))
     store = store_with_fingerprints({**real, **fingerprints})
     index = FingerprintIndex.rebuild_from(store)
     ivf = index._local.index
