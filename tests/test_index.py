@@ -91,6 +91,19 @@ def test_local_features_serialise_and_verify_a_rotated_crop() -> None:
     )
 
 
+def test_matching_half_the_descriptors_first_changes_no_copy_s_alignment() -> None:
+    """A candidate is matched with a prefix of the suspect's descriptors first, and the rest only
+    where the prefix fits a transform: for a copy, the match is the one all descriptors give."""
+    image = photo()
+    reference = LocalFeatures.from_bytes(extract_local_features(image).to_bytes())
+    crop = extract_local_features(image.crop((200, 100, 520, 340)).resize((480, 360)))
+    probed = verify_geometry(crop, reference, Ransac(probe_share=0.5))
+    whole = verify_geometry(crop, reference, Ransac(probe_share=1.0))
+    assert probed is not None and whole is not None and probed.inliers >= 20
+    assert probed.inliers == whole.inliers
+    np.testing.assert_allclose(probed.transform, whole.transform)
+
+
 def test_a_motif_repeated_on_one_reference_point_does_not_hide_the_true_transform() -> None:
     rng = np.random.default_rng(5)
     reference_points = rng.uniform(10, 190, (60, 2)).astype(np.float32)
