@@ -53,9 +53,17 @@ def vote_and_verify(
     )
     ranked = [c.record_id for c in candidates if c.votes >= retrieval.min_votes]
     windows = {c.record_id: c.window for c in candidates if c.window is not None}
-    first = ranked[: retrieval.candidates_to_verify] + [
-        r for r in evidence if r not in ranked
-    ]  # PDQ hits get a region too
+    # Records that earlier looks found something for are verified here too (a PDQ hit gets a
+    # region, a crop may align better at this look's scale), but not those whose keypoints
+    # lined up too few to count: a never-registered query collects several such records, and
+    # each later look would verify them all again.
+    thresholds = query.calibration.thresholds
+    worth_another_look = [
+        r
+        for r, found in evidence.items()
+        if r not in ranked and (found.confidence > 0 or found.inliers >= thresholds.inliers_possible)
+    ]
+    first = ranked[: retrieval.candidates_to_verify] + worth_another_look
     query.lap("local_search" + suffix)
     verify_candidates(query, suspect, features, first, evidence, windows)
     if look_further and not matched(evidence):
