@@ -152,8 +152,12 @@ class Looks:
     large_query_descriptors: int = 600
     # The dense look: the first candidates of the main and the small looks (benchmark: 58 of 71
     # flat-drawing crops missed by keypoints had their record in the top four of the main and
-    # the first small look), for crops that keep at least a tenth of the original.
-    dense_candidates: int = 3
+    # the first small look), for crops that keep at least a tenth of the original. Two of each:
+    # every never-registered query pays for all of them (~6 ms a record), and in a probe of 400
+    # copies of the hardest families each of the 6 the dense look matched had its record first
+    # or second in one of the looks (three of each: the same 359 matched, 13 ms more on a
+    # never-registered query).
+    dense_candidates: int = 2
     dense_min_coverage: float = 0.1
     # A placement found at half the preview's resolution is a pixel or two off; refining it can
     # only rescue one that already agrees this much (benchmark probe: copies that end up passing

@@ -11,7 +11,7 @@ import pytest
 from index.calibration import Calibration
 
 README = Path(__file__).parents[1] / "README.md"
-WORDS = {3: "three", 0.1: "a tenth"}  # numbers the README spells out
+WORDS = {2: "two", 0.1: "a tenth"}  # numbers the README spells out
 
 
 def readme_text() -> str:
