@@ -236,8 +236,13 @@ class Ransac:
     # A copy stretched to another aspect ratio or photographed at an angle aligns only roughly
     # under a similarity: its keypoints find it, its dense check fails. From this many inliers
     # the same matches are fitted again by an affine map, then a homography, and judged under
-    # each (index.judging); fewer leave the richer models too much freedom to line up chance.
-    richer_from_inliers: int = 20
+    # each (index.judging). From as few as inliers_possible: below inliers_reviewed_anyway a
+    # match must also lie within the other picture (Thresholds.nested_share), which is what
+    # stopped the chance alignments that richer models line up. Benchmark (10,000 records, same
+    # store and queries, 20 -> 10): crops of 25 and 50 % stretched to another aspect 75.3 ->
+    # 79.3 and 86.0 -> 87.3 %, perspective 95.3 -> 96.7 %, no verdict of another family
+    # changed, and no false match among 2,265 never-registered queries.
+    richer_from_inliers: int = 10
     # A similarity whose overlap agrees this much fits (a copy's share is near 1 where nothing
     # covers it); below, a richer model is judged too, and taken when it is a match where the
     # similarity was not, or agrees clearly more (by better_fit_share; or has that share more
