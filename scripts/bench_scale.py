@@ -13,7 +13,8 @@ The store (SQLite, under ``--data``, grown in place from one size to the next) h
   of its bits flipped. Filler ids continue the records sequence; filler has no record row, so it
   can take candidate places from the right record but never be a verdict.
 
-Per size: ``provenance index rebuild`` (build time), then ``provenance serve --workers 2``:
+Per size: ``provenance index rebuild`` (build time; with ``--keep-index``, the index saved by
+an earlier run on this store is measured again instead, as "kept"), then ``provenance serve --workers 2``:
 seconds until /readyz answers (a worker loading the saved index), index memory per record per
 host (PSS of master + workers against the same server over an empty store), and seconds from a
 registration's 201 until a verification through the server finds its crop. Then, in this process
@@ -33,6 +34,7 @@ import argparse
 import contextlib
 import glob
 import json
+import math
 import os
 import subprocess
 import sys
@@ -254,8 +256,9 @@ def measure(
     empty_pss: int,
     fixed: dict[str, int],
     unrelated: list[str],
+    keep_index: bool,
 ) -> Row:
-    build_s = rebuild_seconds(settings.data_dir)
+    build_s = float("nan") if keep_index else rebuild_seconds(settings.data_dir)
     with contextlib.closing(db.open_database(settings.database)) as connection:
         key = create_api_key(connection, frozenset({"sign"}), "bench")
     log = settings.data_dir / "server.log"
@@ -298,8 +301,9 @@ def report(rows: list[Row]) -> None:
     print(header)
     print("-" * len(header))
     for row in rows:
+        build = "kept" if math.isnan(row.build_s) else f"{row.build_s:.1f}"
         print(
-            f"{engine():7} {row.records:>9,} {row.fill_s:>7.0f} {row.build_s:>8.1f} {row.ready_s:>8.1f} "
+            f"{engine():7} {row.records:>9,} {row.fill_s:>7.0f} {build:>8} {row.ready_s:>8.1f} "
             f"{row.kb_per_record:>11.2f} {row.searchable_s:>6.2f} {percentiles(row.copies_ms):>21} "
             f"{percentiles(row.unrelated_ms):>21} {row.recall * 100:>8.1f} "
             f"{(row.recall - rows[0].recall) * 100:>+8.1f} {row.false_matches:>5}"
@@ -313,7 +317,15 @@ def main() -> None:
     parser.add_argument("--unrelated", type=int, default=100)
     parser.add_argument("--pool", type=int, default=1500, help="corpus images the filler is cut from")
     parser.add_argument("--data", type=Path, default=Path("/work/scale-data/scale"))
+    parser.add_argument(
+        "--keep-index",
+        action="store_true",
+        help="measure the index an earlier run saved for one --sizes size, without rebuilding it "
+        "(to measure a change of the read path at a size that takes an hour to build)",
+    )
     args = parser.parse_args()
+    if args.keep_index and len(args.sizes) != 1:
+        raise SystemExit("--keep-index measures one size: the store and index as an earlier run left them")
     if args.sizes != sorted(args.sizes) or args.sizes[0] <= args.fixed:
         raise SystemExit("--sizes must grow, from more than --fixed records")
     fixed_files, unrelated, pool_files = split_corpus(args.fixed, args.unrelated + 1, args.pool)
@@ -333,7 +345,7 @@ def main() -> None:
     rows = []
     for records in args.sizes:
         fill_s = fill(settings, pool, records)
-        rows.append(measure(settings, records, fill_s, empty_pss, fixed, unrelated))
+        rows.append(measure(settings, records, fill_s, empty_pss, fixed, unrelated, args.keep_index))
         print(f"measured {records:,} records", file=sys.stderr, flush=True)
         report(rows)
 
