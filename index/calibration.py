@@ -223,6 +223,9 @@ class Ransac:
     # with vote_and_verify no longer verifying again records too weak to count); of the copies'
     # right candidates with 10 or more inliers 2 stopped there, and no copy's verdict changed.
     probe_share: float = 0.5
+    # ...where that prefix holds this many descriptors; a smaller query is matched whole (in the
+    # full benchmark a mirrored crop of a flag, 96 keypoints, lost its 21 inliers in a prefix of 48).
+    probe_min_descriptors: int = 200
     reprojection_pixels: float = 4.0  # inlier tolerance, in processing pixels of the reference
     # RANSAC's iterations (OpenCV's default) and confidence (above its default 0.99): the
     # thresholds above were calibrated with these inlier counts.

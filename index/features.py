@@ -299,8 +299,12 @@ def verify_geometry(
     # is most of a verification's cost. The query's descriptors come strongest first in each
     # part of the picture (``_balanced_order``), so a prefix of them holds a share of a copy's
     # inliers from all over it: where that prefix fits no transform at all, the rest is not
-    # matched. Each descriptor's neighbours are its own, so the prefix's serve the whole.
-    probe = max(4, round(len(query) * ransac.probe_share))
+    # matched. Each descriptor's neighbours are its own, so the prefix's serve the whole. A
+    # small query is matched whole: it costs little, and half of a few keypoints may not hold 4
+    # of a copy's inliers.
+    probe = round(len(query) * ransac.probe_share)
+    if probe < ransac.probe_min_descriptors:
+        probe = len(query)
     distances, indices = nearest_two(query.descriptors[:probe], reference.descriptors)
     if probe < len(query):
         if _similarity(query.prefix(probe), reference, distances, indices, ransac) is None:
