@@ -261,7 +261,6 @@ def mirrored_look(query: Query, evidence: Found) -> None:
     mirrored = Picture(dihedral_variant(query.suspect.image, _MIRRORED))
     features = extract_local_features(mirrored.image)
     query.lap("local_extract_mirrored")
-    retrieval = query.calibration.retrieval
     # Only the first candidates: a mirrored copy keeps most of the original (a crop to 60-80 %),
     # so its record ranks among them, and every never-registered query pays for this look
     # (benchmark: verifying down to the 8th cost 50 ms at the median of those queries).
@@ -270,7 +269,7 @@ def mirrored_look(query: Query, evidence: Found) -> None:
         evidence,
         "mirrored",
         features,
-        retrieval.query_descriptors,
+        query.calibration.looks.mirrored_query_descriptors,
         suspect=mirrored,
         look_further=False,
     )
