@@ -161,7 +161,8 @@ class Looks:
     # every never-registered query pays for all of them (~6 ms a record), and in a probe of 400
     # copies of the hardest families each of the 6 the dense look matched had its record first
     # or second in one of the looks (three of each: the same 359 matched, 13 ms more on a
-    # never-registered query).
+    # never-registered query). In the full benchmark one copy was lost: a flag's crop whose
+    # record came third.
     dense_candidates: int = 2
     dense_min_coverage: float = 0.1
     # A placement found at half the preview's resolution is a pixel or two off; refining it can

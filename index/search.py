@@ -39,7 +39,9 @@ IVF_MIN_VECTORS = 200_000
 _RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much since the last time
 # Lists each query descriptor scans (of ~8,192 at 10,000 records). 8, not 16: in a probe of 400
 # copies of the hardest families and 120 never-registered queries, the same verdicts, and each
-# search ~40 % cheaper (the first look's 500 descriptors: 13.4 -> 8.2 ms).
+# search ~40 % cheaper (the first look's 500 descriptors: 13.4 -> 8.2 ms). Its cost in the full
+# benchmark: 2 of 5,370 copies no longer found (a flag in a screenshot, a wallpaper's crop
+# stretched), both found again with 16.
 _NPROBE = 8
 NESTED_QUANTIZER_LISTS = 16_384  # from this many lists on, they are found through an inverted file
 _CENTROID_NPROBE = 64  # lists of centroids each descriptor visits to find its _NPROBE lists
