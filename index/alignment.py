@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from index.calibration import Alignment
+from index.calibration import Alignment, Thresholds
 from index.features import homogeneous
 
 # What the constants of this comparison mean, and why they have their values: index.calibration.Alignment.
@@ -364,3 +364,29 @@ def _block_chroma(rgb: np.ndarray, rows: int, cols: int, block: int) -> np.ndarr
     ab = lab[: rows * block, : cols * block, 1:] - 128  # OpenCV offsets a* and b* by 128 in uint8
     means: np.ndarray = ab.reshape(rows, block, cols, block, 2).mean(axis=(1, 3))
     return means
+
+
+def made_of_bands(rgb: np.ndarray, thresholds: Thresholds) -> bool:
+    """Whether a picture is nothing but axis-aligned flat bands (stripes, crosses, cantons): few
+    kinds of row and few kinds of column, apart from the blends along the bands' edges
+    (Thresholds.band_kinds). Such content is in every design that shares it."""
+    lines = rgb.astype(np.float32)
+    return all(_line_kinds(along, thresholds) for along in (lines, lines.transpose(1, 0, 2)))
+
+
+def _line_kinds(lines: np.ndarray, thresholds: Thresholds) -> bool:
+    """Whether ``lines`` (rows of an image) fall into at most ``band_kinds`` common kinds, with
+    at most ``band_edges`` of them in rarer ones."""
+    kinds: list[np.ndarray] = []
+    counts: list[int] = []
+    for line in lines:
+        for i, kind in enumerate(kinds):
+            if float(np.abs(line - kind).mean()) < thresholds.band_line_tolerance:
+                counts[i] += 1
+                break
+        else:
+            kinds.append(line)
+            counts.append(1)
+    share = np.array(counts) / len(lines)
+    common = share >= thresholds.band_minor_share
+    return int(common.sum()) <= thresholds.band_kinds and float(share[~common].sum()) <= thresholds.band_edges

@@ -98,6 +98,20 @@ class Thresholds:
     dense_min_blocks: int = 32
     dense_many_blocks: int = 64
     dense_hue_agreement: float = 0.8
+    # A placement without keypoints of content made only of axis-aligned flat bands (a flag's
+    # stripes and crosses) is a possible match at most: every flag of that design holds it, so
+    # it proves nothing about where it came from (benchmark, 10,305 never-registered queries: a
+    # crop of the Danish flag, never registered, placed inside Piedmont's, whose cross is the
+    # same; 8 crops of registered flags with only bands in them became possible matches, and
+    # no other verdict changed). Bands: at most band_kinds kinds of row and of column (lines
+    # within band_line_tolerance levels of each other on average) once the kinds rarer than
+    # band_minor_share of the lines are set aside as the blends at a band's edge, and those
+    # blends at most band_edges of the lines. The nearest picture that is not bands among the
+    # benchmark's placed copies has 7 kinds of row (a wallpaper of soft waves).
+    band_kinds: int = 5
+    band_line_tolerance: float = 6.0
+    band_minor_share: float = 0.04
+    band_edges: float = 0.1
     # A suspect with PDQ quality below pdq_min_quality and fewer keypoints than this is too flat
     # for any method to match with precision (a plain gradient, a blank page): the answer says so.
     low_detail_keypoints: int = 100

@@ -7,7 +7,14 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from index.alignment import Agreement, block_agreement, hue_agreement, locate_within, placed_finer
+from index.alignment import (
+    Agreement,
+    block_agreement,
+    hue_agreement,
+    locate_within,
+    made_of_bands,
+    placed_finer,
+)
 from index.calibration import Calibration
 from index.evidence import Evidence, Picture, judged, matched
 from index.features import (
@@ -290,6 +297,8 @@ def dense_placement(query: Query, record_ids: list[int], evidence: Found) -> Non
         confidence = dense_confidence(agreement.share, agreement.blocks, hue, thresholds)
         if confidence <= 0 or _recoloured(query, placed_query, judged_on, agreement):
             continue
+        if confidence >= MATCH_CONFIDENCE and made_of_bands(small.rgb, thresholds):
+            confidence = MATCH_CONFIDENCE - 0.01  # stripes and crosses: in every flag so designed
         found = evidence.setdefault(record_id, Evidence())
         to_original = agreement.transform * (preview.width / judged_on.image.width)
         found.region, found.coverage = mapped_region(

@@ -46,6 +46,7 @@ def stated_numbers(calibration: Calibration) -> list[str]:
         f"judged at {looks.judged_side} px first",
         f"looks at {looks.small_side} and at {looks.smaller_side} px",
         f"the first {WORDS[looks.dense_candidates]} records of each look",
+        f"(at most {t.band_kinds} kinds of row and of column,",
         f"at every scale down to {WORDS[looks.dense_min_coverage]} of their area",
         f"a `local_features` match below {t.inliers_alone} inliers and a `dense_alignment`",
         f"no match where more than {round(100 * recolour.share)} % of the overlap is flat in both",

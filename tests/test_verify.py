@@ -390,6 +390,33 @@ def test_a_crop_of_the_same_design_in_other_colours_is_not_matched(
     assert all(m["verdict"] != "matched" for m in result["matches"])
 
 
+def cross_flag(border: str | None) -> Image.Image:
+    """A white Nordic cross on red, with an optional border in another colour (as Piedmont's
+    flag has a blue one around the Danish design)."""
+    flag = Image.new("RGB", (900, 600), border or "#c8102e")
+    draw = ImageDraw.Draw(flag)
+    draw.rectangle((60, 60, 839, 539), fill="#c8102e")
+    draw.rectangle((270, 60, 349, 539), fill="white")
+    draw.rectangle((60, 260, 839, 339), fill="white")
+    return flag
+
+
+def test_a_crop_of_stripes_and_crosses_is_no_match_for_any_flag_that_holds_them(
+    client: FlaskClient, signing_key: str
+) -> None:
+    """A crop that shows only a cross on a field lies in every flag of that design: placed in a
+    registered flag without keypoints it agrees exactly, yet proves nothing of where it came
+    from. The unregistered flag's crop is no match; the registered flag's own is a possible one."""
+    signed = register(client, signing_key, transforms.encode(cross_flag(border="#0d5eaf"), "PNG"))
+    unregistered, _ = transforms.crop(transforms.encode(cross_flag(border=None), "PNG"), 0.25, (0.35, 0.4))
+    result = verify(client, unregistered, signing_key)
+    assert all(m["verdict"] != "matched" for m in result["matches"])
+    own, _ = transforms.crop(signed.data, 0.25, (0.35, 0.4))
+    result = verify(client, own, signing_key)
+    assert result["verdict"] == "possible_match"
+    assert result["matches"][0]["generation_id"] == signed.generation_id
+
+
 def test_two_layouts_alike_to_pdq_are_not_matched(client: FlaskClient, signing_key: str) -> None:
     """PDQ sees where an image is dark and light: a plain dark panel and a speaker grille of the
     same size share a hash; laid over each other they disagree."""
