@@ -102,7 +102,7 @@ class Thresholds:
     # stripes and crosses) is a possible match at most: every flag of that design holds it, so
     # it proves nothing about where it came from (benchmark, 10,305 never-registered queries: a
     # crop of the Danish flag, never registered, placed inside Piedmont's, whose cross is the
-    # same; 8 crops of registered flags with only bands in them became possible matches, and
+    # same; 6 crops of registered flags with only bands in them became possible matches, and
     # no other verdict changed). Bands: at most band_kinds kinds of row and of column (lines
     # within band_line_tolerance levels of each other on average) once the kinds rarer than
     # band_minor_share of the lines are set aside as the blends at a band's edge, and those
