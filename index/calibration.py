@@ -107,7 +107,7 @@ class Thresholds:
     # within band_line_tolerance levels of each other on average) once the kinds rarer than
     # band_minor_share of the lines are set aside as the blends at a band's edge, and those
     # blends at most band_edges of the lines. The nearest picture that is not bands among the
-    # benchmark's placed copies has 7 kinds of row (a wallpaper of soft waves).
+    # benchmark's placed copies has 7 kinds of row (a gradient wallpaper with a swirl).
     band_kinds: int = 5
     band_line_tolerance: float = 6.0
     band_minor_share: float = 0.04
