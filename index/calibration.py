@@ -98,9 +98,10 @@ class Thresholds:
     dense_min_blocks: int = 32
     dense_many_blocks: int = 64
     dense_hue_agreement: float = 0.8
-    # A placement without keypoints of content made only of axis-aligned flat bands (a flag's
-    # stripes and crosses) is a possible match at most: every flag of that design holds it, so
-    # it proves nothing about where it came from (benchmark, 10,305 never-registered queries: a
+    # A placement without keypoints of a part (below Fill.whole_coverage of the original) made
+    # only of axis-aligned flat bands (a flag's stripes and crosses) is a possible match at
+    # most: every flag of that design holds it, so it proves nothing about where it came from
+    # (benchmark, 10,305 never-registered queries: a
     # crop of the Danish flag, never registered, placed inside Piedmont's, whose cross is the
     # same; 6 crops of registered flags with only bands in them became possible matches, and
     # no other verdict changed). Bands: at most band_kinds kinds of row and of column (lines

@@ -297,13 +297,20 @@ def dense_placement(query: Query, record_ids: list[int], evidence: Found) -> Non
         confidence = dense_confidence(agreement.share, agreement.blocks, hue, thresholds)
         if confidence <= 0 or _recoloured(query, placed_query, judged_on, agreement):
             continue
-        if confidence >= MATCH_CONFIDENCE and made_of_bands(small.rgb, thresholds):
-            confidence = MATCH_CONFIDENCE - 0.01  # stripes and crosses: in every flag so designed
-        found = evidence.setdefault(record_id, Evidence())
         to_original = agreement.transform * (preview.width / judged_on.image.width)
-        found.region, found.coverage = mapped_region(
+        region, coverage = mapped_region(
             to_original, placed_query.image.size, (preview.width, preview.height)
         )
+        # A part of the picture that is only stripes and crosses is in every flag so designed; a
+        # whole copy keeps the design's proportions and colours, which the smooth looks judge.
+        if (
+            confidence >= MATCH_CONFIDENCE
+            and coverage < query.calibration.fill.whole_coverage
+            and made_of_bands(small.rgb, thresholds)
+        ):
+            confidence = MATCH_CONFIDENCE - 0.01
+        found = evidence.setdefault(record_id, Evidence())
+        found.region, found.coverage = region, coverage
         found.keep(judged("dense_alignment", agreement, confidence))
         return
 
