@@ -45,6 +45,7 @@ _RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much si
 _NPROBE = 8
 NESTED_QUANTIZER_LISTS = 16_384  # from this many lists on, they are found through an inverted file
 _CENTROID_NPROBE = 64  # lists of centroids each descriptor visits to find its _NPROBE lists
+_RETRAIN_ADD_BATCH = 1_000_000  # descriptors re-added per call when retraining (~0.8 GB of work space)
 _SEED = 20261125
 # Any: faiss's Python-callback readers and writers exist only at run time (SWIG).
 _callback_io: Any = faiss
@@ -221,7 +222,12 @@ class _LocalDescriptorIndex:
         centroids = codes[rng.choice(len(codes), size=min(nlist, len(codes)), replace=False)]
         ivf = _inverted_file(len(centroids), _coarse_quantizer(centroids, rng))
         ivf.nprobe = _NPROBE
-        ivf.add_with_ids(codes, ids)
+        # In batches: FAISS assigns a whole call's descriptors at once, and through the nested
+        # quantizer that holds _CENTROID_NPROBE candidate lists per descriptor (12 bytes each):
+        # 102 million descriptors in one call, a million records' retraining, asked for 52 GB.
+        for start in range(0, len(codes), _RETRAIN_ADD_BATCH):
+            end = start + _RETRAIN_ADD_BATCH
+            ivf.add_with_ids(codes[start:end], ids[start:end])
         self.index = ivf
         self.trained_at = len(codes)
 

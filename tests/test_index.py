@@ -341,6 +341,7 @@ def test_an_ivf_index_finds_its_lists_through_a_smaller_one_and_survives_save_lo
     monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
     monkeypatch.setattr(search_module, "NESTED_QUANTIZER_LISTS", 256)
     monkeypatch.setattr(search_module, "_CENTROID_NPROBE", 4)  # of 64 lists: an approximate search
+    monkeypatch.setattr(search_module, "_RETRAIN_ADD_BATCH", 1000)  # retraining re-adds in batches
     rng = np.random.default_rng(2)
     names = ["coffee", "chelsea", "astronaut", "rocket"]
     real = {record_id: fingerprint_image(photo(name)) for record_id, name in enumerate(names, start=1)}
@@ -350,6 +351,8 @@ def test_an_ivf_index_finds_its_lists_through_a_smaller_one_and_survives_save_lo
     ivf = index._local.index
     quantizer = faiss.downcast_IndexBinary(ivf.quantizer)
     assert type(quantizer).__name__ == "IndexBinaryIVF" and quantizer.ntotal == ivf.nlist
+    stored = [store.local_features(i) for i in range(1, 45)]
+    assert ivf.ntotal == sum(min(160, len(f)) for f in stored if f is not None)
 
     query = extract_local_features(transforms.decode(transforms.crop(fixture_bytes("rocket.jpg"), 0.5)[0]))
     descriptors = query.descriptors[:300]
