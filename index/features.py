@@ -261,10 +261,7 @@ def mapped_region(
     """The polygon of the reference (its pixels) that an image of ``size`` shows under the 2x3
     or 3x3 ``transform`` from its pixels to the reference's, clipped to the reference, and that
     polygon's share of the reference's area."""
-    width, height = size
-    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
-    mapped = map_points(transform, corners)
-    region = _clip_polygon(mapped, *reference_size)
+    _, region = _outline_within(transform, size, reference_size)
     area = reference_size[0] * reference_size[1]
     coverage = _polygon_area(region) / area if len(region) else 0.0
     return tuple((round(float(x), 1), round(float(y), 1)) for x, y in region), round(coverage, 4)
@@ -273,12 +270,20 @@ def mapped_region(
 def share_inside(transform: np.ndarray, size: tuple[int, int], reference_size: tuple[int, int]) -> float:
     """The share of an image of ``size`` that lands inside the reference under ``transform`` (its
     pixels to the reference's): 1 for a crop of the reference, less where it reaches beyond."""
+    outline, inside = _outline_within(transform, size, reference_size)
+    whole = _polygon_area(outline)
+    return _polygon_area(inside) / whole if len(inside) and whole > 0 else 0.0
+
+
+def _outline_within(
+    transform: np.ndarray, size: tuple[int, int], reference_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """An image of ``size``'s outline mapped by ``transform`` into the reference's pixels, and
+    that outline clipped to the reference."""
     width, height = size
     corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
-    mapped = map_points(transform, corners)
-    whole = _polygon_area(mapped)
-    inside = _clip_polygon(mapped, *reference_size)
-    return _polygon_area(inside) / whole if len(inside) and whole > 0 else 0.0
+    outline = map_points(transform, corners)
+    return outline, _clip_polygon(outline, *reference_size)
 
 
 def verify_geometry(
