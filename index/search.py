@@ -20,6 +20,7 @@ import math
 import os
 import threading
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ _RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much si
 _NPROBE = 8
 NESTED_QUANTIZER_LISTS = 16_384  # from this many lists on, they are found through an inverted file
 _CENTROID_NPROBE = 64  # lists of centroids each descriptor visits to find its _NPROBE lists
-_RETRAIN_ADD_BATCH = 1_000_000  # descriptors re-added per call when retraining (~0.8 GB of work space)
+_ADD_BATCH = 1_000_000  # descriptors added per FAISS call at most (~0.8 GB of work space)
 _SEED = 20261125
 # Any: faiss's Python-callback readers and writers exist only at run time (SWIG).
 _callback_io: Any = faiss
@@ -59,6 +60,13 @@ def one_thread_per_process() -> None:
     """
     faiss.omp_set_num_threads(1)
     cv2.setNumThreads(1)
+
+
+def index_threads(count: int) -> None:
+    """Let FAISS's calls share their work among ``count`` threads: for a rebuild, whose calls
+    assign a million descriptors each (a search of a few hundred would only spin, see
+    ``one_thread_per_process``)."""
+    faiss.omp_set_num_threads(count)
 
 
 @dataclass(frozen=True)
@@ -191,11 +199,18 @@ class _LocalDescriptorIndex:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
-    def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
-        self.index.add_with_ids(codes, ids)
-        threshold = max(IVF_MIN_VECTORS, self.trained_at * _RETRAIN_GROWTH)
-        if self.ntotal >= threshold:
-            self._retrain()
+    def add(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Add each part's codes, labelled by its ids. When this takes the index past its
+        threshold, its lists are chosen once, for the size it reaches, with these codes among
+        those sampled: a rebuild adds the whole store in one call, so it trains once and adds
+        each descriptor once (grown a record at a time, a million records' rebuild retrained
+        four times and re-added 117 million descriptors)."""
+        added = sum(len(codes) for codes, _ in parts)
+        if self.ntotal + added >= max(IVF_MIN_VECTORS, self.trained_at * _RETRAIN_GROWTH):
+            self._train([self._all_vectors(), *parts] if self.ntotal else parts)
+            return
+        for codes, ids in parts:
+            _add_in_batches(self.index, codes, ids)
 
     def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(self.index, faiss.IndexBinaryIVF):
@@ -213,26 +228,40 @@ class _LocalDescriptorIndex:
         flat: Any = faiss.downcast_IndexBinary(self.index.index)
         return faiss.vector_to_array(flat.xb).reshape(-1, 32), faiss.vector_to_array(self.index.id_map)
 
-    def _retrain(self) -> None:
-        codes, ids = self._all_vectors()
+    def _train(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Replace the index by an inverted file over all of ``parts``, its centroids a random
+        sample of their codes."""
+        sizes = np.array([len(codes) for codes, _ in parts])
+        total = int(sizes.sum())
         # The usual 4 * sqrt(n) lists, for the size halfway to the next retraining: lists sized
         # for today's n would grow 8x long before then, and scanning them dominates a search.
-        nlist = max(256, 1 << round(math.log2(4 * math.sqrt(len(codes) * _RETRAIN_GROWTH / 2))))
+        nlist = max(256, 1 << round(math.log2(4 * math.sqrt(total * _RETRAIN_GROWTH / 2))))
         rng = np.random.default_rng(_SEED)
-        centroids = codes[rng.choice(len(codes), size=min(nlist, len(codes)), replace=False)]
+        picks = rng.choice(total, size=min(nlist, total), replace=False)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        part_of = np.searchsorted(starts, picks, side="right") - 1
+        centroids = np.empty((len(picks), PDQ_BITS // 8), np.uint8)
+        for number, (codes, _) in enumerate(parts):
+            mine = part_of == number
+            centroids[mine] = codes[picks[mine] - starts[number]]
         ivf = _inverted_file(len(centroids), _coarse_quantizer(centroids, rng))
         ivf.nprobe = _NPROBE
-        # In batches: FAISS assigns a whole call's descriptors at once, and through the nested
-        # quantizer that holds _CENTROID_NPROBE candidate lists per descriptor (12 bytes each):
-        # 102 million descriptors in one call, a million records' retraining, asked for 52 GB.
-        for start in range(0, len(codes), _RETRAIN_ADD_BATCH):
-            end = start + _RETRAIN_ADD_BATCH
-            ivf.add_with_ids(codes[start:end], ids[start:end])
+        for codes, ids in parts:
+            _add_in_batches(ivf, codes, ids)
         self.index = ivf
-        self.trained_at = len(codes)
+        self.trained_at = total
 
     def remove(self, record_ids: np.ndarray) -> None:
         self.index.remove_ids(record_ids)
+
+
+def _add_in_batches(index: Any, codes: np.ndarray, ids: np.ndarray) -> None:
+    # FAISS assigns a whole call's descriptors at once, and through the nested quantizer it holds
+    # _CENTROID_NPROBE candidate lists per descriptor (12 bytes each): 102 million descriptors
+    # in one call, a million records' retraining, asked for 52 GB.
+    for start in range(0, len(codes), _ADD_BATCH):
+        end = start + _ADD_BATCH
+        index.add_with_ids(np.ascontiguousarray(codes[start:end]), np.ascontiguousarray(ids[start:end]))
 
 
 def _inverted_file(lists: int, quantizer: Any) -> Any:
@@ -308,18 +337,6 @@ class FingerprintIndex:
     def _parts(self) -> list[tuple[Any, _LocalDescriptorIndex]]:
         return [*self._frozen, (self._pdq, self._local)]
 
-    def _add_rows(self, rows: IndexRows) -> None:
-        if rows.pdq is not None:
-            code = np.frombuffer(rows.pdq.bits, np.uint8).reshape(1, -1)
-            self._pdq.add_with_ids(code, np.array([rows.record_id], np.int64))
-        if rows.local_prefix:
-            codes = LocalFeatures.descriptor_prefix(rows.local_prefix, INDEXED_DESCRIPTORS)
-            if len(codes):
-                ids = np.full(len(codes), rows.record_id, np.int64)
-                self._local.add(np.ascontiguousarray(codes), ids)
-        self.last_record_id = max(self.last_record_id, rows.record_id)
-        self.records += 1
-
     def catch_up(self, store: FingerprintStore) -> int:
         """Add every record the store has beyond ``last_record_id``, then drop every record removed
         since ``last_removal_seq``; returns how many were added.
@@ -328,15 +345,52 @@ class FingerprintIndex:
         whichever of the two reads saw it.
         """
         with self._lock:
-            added = 0
-            for rows in store.rows_after(self.last_record_id, INDEXED_DESCRIPTORS):
-                self._add_rows(rows)
-                added += 1
+            added = self._add_all(store.rows_after(self.last_record_id, INDEXED_DESCRIPTORS))
             removals = store.removals_after(self.last_removal_seq)
             if removals:
                 self._remove(np.array([record_id for _, record_id in removals], np.int64))
                 self.last_removal_seq = removals[-1][0]
             return added
+
+    def _add_all(self, records: Iterator[IndexRows]) -> int:
+        """Add the records' vectors in a few large FAISS calls (one a record cost a million
+        records' rebuild most of its time), the descriptors gathered in parts of ``_ADD_BATCH``."""
+        pdq_codes: list[np.ndarray] = []
+        pdq_ids: list[int] = []
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        pending: list[np.ndarray] = []
+        pending_ids: list[np.ndarray] = []
+        pending_count = 0
+
+        def close_part() -> None:
+            nonlocal pending_count
+            if pending:
+                parts.append((np.concatenate(pending), np.concatenate(pending_ids)))
+                pending.clear()
+                pending_ids.clear()
+                pending_count = 0
+
+        added = 0
+        for rows in records:
+            if rows.pdq is not None:
+                pdq_codes.append(np.frombuffer(rows.pdq.bits, np.uint8))
+                pdq_ids.append(rows.record_id)
+            if rows.local_prefix:
+                codes = LocalFeatures.descriptor_prefix(rows.local_prefix, INDEXED_DESCRIPTORS)
+                pending.append(codes)
+                pending_ids.append(np.full(len(codes), rows.record_id, np.int64))
+                pending_count += len(codes)
+                if pending_count >= _ADD_BATCH:
+                    close_part()
+            self.last_record_id = max(self.last_record_id, rows.record_id)
+            added += 1
+        close_part()
+        if pdq_codes:
+            self._pdq.add_with_ids(np.stack(pdq_codes), np.array(pdq_ids, np.int64))
+        if parts:
+            self._local.add(parts)
+        self.records += added
+        return added
 
     def _remove(self, record_ids: np.ndarray) -> None:
         # remove_ids rather than a filter at search time: a deleted record's vectors must not

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,7 +15,14 @@ from typing import Any
 
 import click
 
-from index import FingerprintIndex, FingerprintStore, IndexNotReady, MilvusIndex, one_thread_per_process
+from index import (
+    FingerprintIndex,
+    FingerprintStore,
+    IndexNotReady,
+    MilvusIndex,
+    index_threads,
+    one_thread_per_process,
+)
 from provenance import __version__, db
 from provenance.apikeys import SCOPES, create_api_key, parse_scopes
 from provenance.config import Settings
@@ -413,12 +421,19 @@ def index_group() -> None:
 
 
 @index_group.command("rebuild")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default="all cores",
+    help="threads that assign descriptors to the FAISS index's lists",
+)
 @click.pass_context
-def index_rebuild(ctx: click.Context) -> None:
+def index_rebuild(ctx: click.Context, threads: int) -> None:
     """Rebuild the indexes from the record store: the saved FAISS file, or with
     PROVENANCE_MILVUS_URI fresh Milvus collections that replace the old ones when complete.
 
-    Example: provenance index rebuild
+    Example: provenance index rebuild --threads 4
     """
     from provenance.services import index_file
 
@@ -435,10 +450,9 @@ def index_rebuild(ctx: click.Context) -> None:
                 f" ({settings.milvus_collection}_*)"
             )
             return
-        # FAISS's thread pool, beside a server's workers or anything else on the host, spins for
-        # the cores: rebuilding 30,000 records took 360 s with it and 51 s without, beside another
-        # benchmark (scripts/bench_scale.py; the same flat quantizer at 8,192 lists in both).
+        # OpenCV is not needed; FAISS's threads share calls of a million descriptors each.
         one_thread_per_process()
+        index_threads(threads)
         index = FingerprintIndex.rebuild_from(store)
     index.save(index_file(settings))
     click.echo(f"indexed {index.records} records; {index.memory_bytes()} bytes -> {index_file(settings)}")

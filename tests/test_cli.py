@@ -198,10 +198,12 @@ def test_index_rebuild_reports_the_records(runner: CliRunner, settings: Settings
         str(settings.data_dir / "o"),
         str(FIXTURES / "coffee.jpg"),
     )
-    result = run(runner, settings, "index", "rebuild")
+    result = run(runner, settings, "index", "rebuild", "--threads", "2")
     assert result.exit_code == 0
     assert "indexed 1 records" in result.output
     assert (settings.index_directory / "fingerprints.npz").exists()
+    refused = run(runner, settings, "index", "rebuild", "--threads", "0")
+    assert refused.exit_code == 2 and "--threads" in refused.output
 
 
 def record_count(settings: Settings) -> int:

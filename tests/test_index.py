@@ -332,6 +332,31 @@ def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch
     assert 20 not in {c.record_id for c in index.search_local(query.descriptors[:300], Retrieval())}
 
 
+def test_an_index_grown_a_record_at_a_time_retrains_with_what_it_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A serving index catches up a few records at a time; when one takes it past its threshold,
+    the new inverted file must hold the earlier records as well as that one, as a rebuild would."""
+    monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
+    rng = np.random.default_rng(3)
+    real = fingerprint_image(photo("rocket"))
+    fingerprints = random_descriptor_records(rng, real.pdq, range(1, 40))
+    fingerprints[20] = real
+    store = store_with_fingerprints({})
+    grown = FingerprintIndex()
+    for record_id in sorted(fingerprints):
+        store.add(record_id, fingerprints[record_id])
+        assert grown.catch_up(store) == 1
+    rebuilt = FingerprintIndex.rebuild_from(store)
+    assert type(grown._local.index).__name__ == type(rebuilt._local.index).__name__ == "IndexBinaryIVF"
+    assert grown.records == rebuilt.records == 39
+    indexed = sum(min(160, len(f.local)) for f in fingerprints.values())
+    assert grown._local.ntotal == rebuilt._local.ntotal == indexed
+    query = extract_local_features(photo("rocket")).descriptors[:300]
+    for index in (grown, rebuilt):
+        assert index.search_local(query, Retrieval())[0].record_id == 20
+
+
 def test_an_ivf_index_finds_its_lists_through_a_smaller_one_and_survives_save_load_and_freeze(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -341,7 +366,7 @@ def test_an_ivf_index_finds_its_lists_through_a_smaller_one_and_survives_save_lo
     monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
     monkeypatch.setattr(search_module, "NESTED_QUANTIZER_LISTS", 256)
     monkeypatch.setattr(search_module, "_CENTROID_NPROBE", 4)  # of 64 lists: an approximate search
-    monkeypatch.setattr(search_module, "_RETRAIN_ADD_BATCH", 1000)  # retraining re-adds in batches
+    monkeypatch.setattr(search_module, "_ADD_BATCH", 1000)  # FAISS calls of at most 1,000
     rng = np.random.default_rng(2)
     names = ["coffee", "chelsea", "astronaut", "rocket"]
     real = {record_id: fingerprint_image(photo(name)) for record_id, name in enumerate(names, start=1)}
