@@ -264,6 +264,13 @@ def _add_in_batches(index: Any, codes: np.ndarray, ids: np.ndarray) -> None:
         index.add_with_ids(np.ascontiguousarray(codes[start:end]), np.ascontiguousarray(ids[start:end]))
 
 
+def _joined(records: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Records' codes as one array, and the record id of each code."""
+    codes = [record_codes for record_codes, _ in records]
+    ids = np.repeat(np.array([record_id for _, record_id in records], np.int64), [len(c) for c in codes])
+    return np.concatenate(codes), ids
+
+
 def _inverted_file(lists: int, quantizer: Any) -> Any:
     """An empty inverted file of ``lists`` lists, which ``quantizer`` (holding one centroid per
     list) assigns descriptors to."""
@@ -354,41 +361,32 @@ class FingerprintIndex:
 
     def _add_all(self, records: Iterator[IndexRows]) -> int:
         """Add the records' vectors in a few large FAISS calls (one a record cost a million
-        records' rebuild most of its time), the descriptors gathered in parts of ``_ADD_BATCH``."""
+        records' rebuild most of its time), their descriptors joined in parts of at most
+        ``_ADD_BATCH``; returns how many records were read."""
         pdq_codes: list[np.ndarray] = []
         pdq_ids: list[int] = []
         parts: list[tuple[np.ndarray, np.ndarray]] = []
-        pending: list[np.ndarray] = []
-        pending_ids: list[np.ndarray] = []
-        pending_count = 0
-
-        def close_part() -> None:
-            nonlocal pending_count
-            if pending:
-                parts.append((np.concatenate(pending), np.concatenate(pending_ids)))
-                pending.clear()
-                pending_ids.clear()
-                pending_count = 0
-
-        added = 0
+        pending: list[tuple[np.ndarray, int]] = []  # (codes, record id), not yet joined
+        last_record_id, added = self.last_record_id, 0
         for rows in records:
             if rows.pdq is not None:
                 pdq_codes.append(np.frombuffer(rows.pdq.bits, np.uint8))
                 pdq_ids.append(rows.record_id)
             if rows.local_prefix:
-                codes = LocalFeatures.descriptor_prefix(rows.local_prefix, INDEXED_DESCRIPTORS)
-                pending.append(codes)
-                pending_ids.append(np.full(len(codes), rows.record_id, np.int64))
-                pending_count += len(codes)
-                if pending_count >= _ADD_BATCH:
-                    close_part()
-            self.last_record_id = max(self.last_record_id, rows.record_id)
-            added += 1
-        close_part()
+                pending.append(
+                    (LocalFeatures.descriptor_prefix(rows.local_prefix, INDEXED_DESCRIPTORS), rows.record_id)
+                )
+                if len(pending) == _ADD_BATCH // INDEXED_DESCRIPTORS:
+                    parts.append(_joined(pending))
+                    pending = []
+            last_record_id, added = max(last_record_id, rows.record_id), added + 1
+        if pending:
+            parts.append(_joined(pending))
         if pdq_codes:
             self._pdq.add_with_ids(np.stack(pdq_codes), np.array(pdq_ids, np.int64))
         if parts:
             self._local.add(parts)
+        self.last_record_id = last_record_id  # only once their vectors are in
         self.records += added
         return added
 
