@@ -37,6 +37,7 @@ _FAST_THRESHOLD = 5
 _GRID = 4  # cells per side for the spatially balanced ordering
 _FORMAT_VERSION = 1
 _HEADER = struct.Struct("<BIIIf")  # version, count, width, height, scale
+_POINT_BYTES = 8  # x, y as little-endian float32, after all the descriptors
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,9 @@ class LocalFeatures:
         return flat.reshape(count, DESCRIPTOR_BYTES)
 
     @staticmethod
-    def stored_count(data: bytes) -> int:
-        """How many keypoints a serialised set holds (its header suffices)."""
-        _, stored, *_ = _HEADER.unpack_from(data)
-        return int(stored)
+    def count_in(size: int) -> int:
+        """How many keypoints a serialised set of ``size`` bytes holds."""
+        return (size - _HEADER.size) // (DESCRIPTOR_BYTES + _POINT_BYTES)
 
     @staticmethod
     def prefix_length(count: int) -> int:

@@ -26,7 +26,6 @@ import numpy as np
 
 from index.alignment import at_preview_scale, warp_onto
 from index.calibration import ColourEdit, Fill, Recolour, Thresholds
-from index.features import LocalFeatures
 from index.preview import Previews
 from index.store import FingerprintStore
 
@@ -272,12 +271,11 @@ class SmoothRecords:
             return record_id in self._smooth
 
     def _catch_up(self, store: FingerprintStore, thresholds: Thresholds) -> None:
-        for rows in store.rows_after(self._last_record_id, 0):
-            quality = 0 if rows.pdq is None else rows.pdq.quality
-            keypoints = 0 if rows.local_prefix is None else LocalFeatures.stored_count(rows.local_prefix)
-            if smooth(quality, keypoints, thresholds):
-                self._smooth.add(rows.record_id)
-            self._last_record_id = rows.record_id
+        for details in store.details_after(self._last_record_id):
+            quality = 0 if details.pdq is None else details.pdq.quality
+            if smooth(quality, details.keypoints, thresholds):
+                self._smooth.add(details.record_id)
+            self._last_record_id = details.record_id
         for seq, record_id in store.removals_after(self._last_removal_seq):
             self._smooth.discard(record_id)
             self._layouts.pop(record_id, None)

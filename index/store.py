@@ -8,6 +8,8 @@ caller commits the record and its fingerprints together.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -58,6 +60,15 @@ class IndexRows:
     record_id: int
     pdq: PdqHash | None
     local_prefix: bytes | None
+
+
+@dataclass(frozen=True)
+class RecordDetails:
+    """What a record's fingerprints say of its picture, read without its descriptors."""
+
+    record_id: int
+    pdq: PdqHash | None
+    keypoints: int
 
 
 class FingerprintStore:
@@ -162,6 +173,38 @@ class FingerprintStore:
             if not full_page:
                 return
             record_id = next(reversed(found))
+
+    def details_after(self, record_id: int, page_rows: int = 4096) -> Iterator[RecordDetails]:
+        """The PDQ hash and keypoint count of every record with an id above ``record_id``, in id
+        order: what tells a smooth record. Of the local set only its size is read: SQL's length()
+        of a blob leaves the blob on disk, substr() reads all of it (a million records' store:
+        400,000 rows in 0.6 s against 3.4 s; a first smooth query there took 44 s)."""
+        hashes = self._kind_after(PDQ_KIND, "data", record_id, page_rows)
+        sizes = self._kind_after(LOCAL_KIND, "length(data)", record_id, page_rows)
+        for row_id, rows in itertools.groupby(heapq.merge(hashes, sizes), key=lambda row: row[0]):
+            found = {kind: value for _, kind, value in rows}
+            pdq_data, local_size = found.get(PDQ_KIND), found.get(LOCAL_KIND)
+            yield RecordDetails(
+                row_id,
+                decode_pdq(bytes(pdq_data)) if pdq_data else None,
+                0 if local_size is None else LocalFeatures.count_in(int(local_size)),
+            )
+
+    def _kind_after(
+        self, kind: str, read: str, record_id: int, page_rows: int
+    ) -> Iterator[tuple[int, str, Any]]:
+        """(record id, ``kind``, ``read`` of its data: an SQL expression) of every record above
+        ``record_id`` that has a row of that kind, in id order, a page at a time."""
+        while True:
+            rows = self._db.execute(
+                f"SELECT record_id, {read} FROM fingerprints WHERE kind = ? AND record_id > ? "
+                "ORDER BY record_id LIMIT ?",
+                (kind, record_id, page_rows),
+            ).fetchall()
+            yield from ((int(row_id), kind, value) for row_id, value in rows)
+            if len(rows) < page_rows:
+                return
+            record_id = int(rows[-1][0])
 
 
 def _index_rows(record_id: int, found: dict[str, bytes]) -> IndexRows:

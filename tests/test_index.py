@@ -31,6 +31,7 @@ from index.features import (
 from index.fingerprints import dihedral_variant, pdq, pdq_dihedral
 from index.scoring import dense_confidence, geometry_confidence, pdq_confidence, verdict_for
 from index.search import Candidate, PdqHit
+from index.store import LOCAL_KIND, PDQ_KIND, encode_pdq
 from tests import transforms
 from tests.conftest import fixture_bytes
 
@@ -558,3 +559,25 @@ def test_rows_after_reads_page_by_page_without_splitting_or_losing_a_record() ->
         rows = list(store.rows_after(2, search_module.INDEXED_DESCRIPTORS, page_rows=page_rows))
         assert [r.record_id for r in rows] == [3, 5, 8, 13]
         assert all(r.pdq == fingerprints.pdq and r.local_prefix for r in rows)
+
+
+def test_details_after_gives_each_records_hash_and_keypoint_count_page_by_page() -> None:
+    """What tells a smooth record, read without the descriptors: every record once, in order,
+    with a kind it lacks given as none."""
+    drawing = Image.new("RGB", (300, 200), "navy")
+    ImageDraw.Draw(drawing).rectangle((100, 0, 140, 200), fill="gold")  # a flag: few keypoints
+    detailed, flat = fingerprint_image(photo()), fingerprint_image(drawing)
+    store = store_with_fingerprints({2: detailed, 3: flat, 5: detailed})
+    store._db.executemany(
+        "INSERT INTO fingerprints (record_id, kind, data) VALUES (?, ?, ?)",
+        [(7, LOCAL_KIND, flat.local.to_bytes()), (8, PDQ_KIND, encode_pdq(flat.pdq))],
+    )
+    for page_rows in (1, 2, 4096):
+        found = [(d.record_id, d.pdq, d.keypoints) for d in store.details_after(2, page_rows=page_rows)]
+        assert found == [
+            (3, flat.pdq, len(flat.local)),
+            (5, detailed.pdq, len(detailed.local)),
+            (7, None, len(flat.local)),
+            (8, flat.pdq, 0),
+        ]
+    assert len(detailed.local) != len(flat.local)

@@ -19,6 +19,7 @@ from provenance.manifest import GENERATION_ASSERTION, TRAINED_ALGORITHMIC_MEDIA
 from provenance.signing import ManifestSigner
 from tests import transforms
 from tests.conftest import Signed, api_key, as_format, fixture_bytes, register
+from tests.smooth_pictures import Design
 from tests.test_api import assert_problem, grille_and_panel
 
 
@@ -523,3 +524,15 @@ def test_a_png_cut_off_inside_its_pixels_is_still_refused(client: FlaskClient) -
     _, offset, length = next(c for c in transforms.png_chunks(png) if c[0] == b"IDAT")
     response = client.post("/v1/verify", data={"image": (io.BytesIO(png[: offset + length // 2]), "x.png")})
     assert_problem(response, 422)
+
+
+def test_a_gradient_saved_again_is_matched_through_the_service_on_either_store(
+    client: FlaskClient, signing_key: str
+) -> None:
+    """Which records are smooth is read from the store without their descriptors (their size
+    stands for their keypoint count): on SQLite and on PostgreSQL alike."""
+    gradient = Design("linear", 0).picture()
+    signed = register(client, signing_key, transforms.encode(gradient, "PNG"), filename="gradient.png")
+    found = verify(client, transforms.encode(gradient, "JPEG", quality=92))
+    assert found["verdict"] == "matched"
+    assert found["matches"][0]["generation_id"] == signed.generation_id
