@@ -14,7 +14,7 @@ from index.matching import Matcher
 from index.milvus import MilvusIndex
 from index.preview import StoredPreview
 from index.scoring import pdq_confidence, verdict_for
-from index.search import FingerprintIndex, index_threads, one_thread_per_process
+from index.search import FingerprintIndex, one_thread_per_process
 from index.store import FingerprintStore, ImageFingerprints, fingerprint_image
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "StoredPreview",
     "Thresholds",
     "fingerprint_image",
-    "index_threads",
     "one_thread_per_process",
     "pdq_confidence",
     "verdict_for",

@@ -62,13 +62,6 @@ def one_thread_per_process() -> None:
     cv2.setNumThreads(1)
 
 
-def index_threads(count: int) -> None:
-    """Let FAISS's calls share their work among ``count`` threads: for a rebuild, whose calls
-    assign a million descriptors each (a search of a few hundred would only spin, see
-    ``one_thread_per_process``)."""
-    faiss.omp_set_num_threads(count)
-
-
 @dataclass(frozen=True)
 class PdqHit:
     """A record's closest PDQ distance and which of the query's hashes (e.g. dihedral variant) won."""
@@ -498,10 +491,17 @@ class FingerprintIndex:
         return loaded
 
     @classmethod
-    def rebuild_from(cls, store: FingerprintStore) -> FingerprintIndex:
-        """A fresh index over every record in the store."""
+    def rebuild_from(cls, store: FingerprintStore, threads: int = 1) -> FingerprintIndex:
+        """A fresh index over every record in the store, FAISS sharing the work among
+        ``threads``: its calls assign a million descriptors each here (a search's few hundred
+        would only spin, see ``one_thread_per_process``)."""
         index = cls()
-        index.catch_up(store)
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(threads)
+        try:
+            index.catch_up(store)
+        finally:
+            faiss.omp_set_num_threads(before)
         return index
 
 

@@ -20,7 +20,6 @@ from index import (
     FingerprintStore,
     IndexNotReady,
     MilvusIndex,
-    index_threads,
     one_thread_per_process,
 )
 from provenance import __version__, db
@@ -450,10 +449,8 @@ def index_rebuild(ctx: click.Context, threads: int) -> None:
                 f" ({settings.milvus_collection}_*)"
             )
             return
-        # OpenCV is not needed; FAISS's threads share calls of a million descriptors each.
-        one_thread_per_process()
-        index_threads(threads)
-        index = FingerprintIndex.rebuild_from(store)
+        one_thread_per_process()  # OpenCV's pool is not needed; FAISS's gets --threads below
+        index = FingerprintIndex.rebuild_from(store, threads)
     index.save(index_file(settings))
     click.echo(f"indexed {index.records} records; {index.memory_bytes()} bytes -> {index_file(settings)}")
 
