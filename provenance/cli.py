@@ -15,13 +15,7 @@ from typing import Any
 
 import click
 
-from index import (
-    FingerprintIndex,
-    FingerprintStore,
-    IndexNotReady,
-    MilvusIndex,
-    one_thread_per_process,
-)
+from index import FingerprintIndex, FingerprintStore, IndexNotReady, MilvusIndex, one_thread_per_process
 from provenance import __version__, db
 from provenance.apikeys import SCOPES, create_api_key, parse_scopes
 from provenance.config import Settings
