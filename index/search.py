@@ -3,14 +3,15 @@
 Two binary indexes, both keyed by record id:
 - PDQ: one 256-bit hash per record in a flat index (exact Hamming search; 8 query variants).
 - local descriptors: the first ``INDEXED_DESCRIPTORS`` TEBLID descriptors of each record (a
-  spatially balanced sample). Below ``IVF_MIN_VECTORS`` they sit in a flat index; above it in an
-  inverted file whose coarse centroids are a random sample of the indexed descriptors (k-means on
-  millions of binary codes would stall a serving process for minutes; sampled centroids train in
-  milliseconds and only cost some recall, which the vote over many descriptors absorbs). With
-  many lists, each descriptor finds its lists through a second, smaller inverted file over the
-  centroids (``_coarse_quantizer``).
+  spatially balanced sample, with some of the finest scale; index.features._indexed_order).
+  Below ``IVF_MIN_VECTORS`` they sit in a flat index; above it in an inverted file whose coarse
+  centroids are a random sample of the indexed descriptors (k-means on millions of binary codes
+  would stall a serving process for minutes; sampled centroids train in milliseconds and only
+  cost some recall, which the vote over many descriptors absorbs). With many lists, each
+  descriptor finds its lists through a second, smaller inverted file over the centroids
+  (``_coarse_quantizer``).
 
-RAM per record: 32 + 8 bytes (PDQ) + INDEXED_DESCRIPTORS * (32 + 8) bytes (code + id) = ~6.4 KB.
+RAM per record: 32 + 8 bytes (PDQ) + INDEXED_DESCRIPTORS (192) * (32 + 8) bytes (code + id) = ~7.7 KB.
 The full descriptor sets for verification stay in the store on disk.
 """
 
@@ -31,11 +32,11 @@ import numpy as np
 
 from index.calibration import Retrieval
 from index.errors import IndexNotReady
-from index.features import LocalFeatures
+from index.features import INDEXED_KEYPOINTS, LocalFeatures
 from index.fingerprints import PDQ_BITS, PdqHash
 from index.store import FingerprintStore, IndexRows
 
-INDEXED_DESCRIPTORS = 160
+INDEXED_DESCRIPTORS = INDEXED_KEYPOINTS
 IVF_MIN_VECTORS = 200_000
 _RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much since the last time
 # Lists each query descriptor scans (of ~8,192 at 10,000 records). 8, not 16: in a probe of 400

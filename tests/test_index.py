@@ -23,14 +23,16 @@ from index.alignment import block_agreement
 from index.calibration import Alignment, Ransac, Retrieval
 from index.features import (
     DESCRIPTOR_BYTES,
+    INDEXED_KEYPOINTS,
     LocalFeatures,
+    _indexed_order,
     extract_local_features,
     share_inside,
     verify_geometry,
 )
 from index.fingerprints import dihedral_variant, pdq, pdq_dihedral
 from index.scoring import dense_confidence, geometry_confidence, pdq_confidence, verdict_for
-from index.search import Candidate, PdqHit
+from index.search import INDEXED_DESCRIPTORS, Candidate, PdqHit
 from index.store import LOCAL_KIND, PDQ_KIND, encode_pdq
 from tests import transforms
 from tests.conftest import fixture_bytes
@@ -90,6 +92,24 @@ def test_local_features_serialise_and_verify_a_rotated_crop() -> None:
     assert verify_geometry(extract_local_features(photo("hubble")), reference, Ransac()) is None or (
         verify_geometry(extract_local_features(photo("hubble")), reference, Ransac()).inliers < 10
     )
+
+
+def test_the_index_holds_fine_scale_keypoints_beside_all_the_strongest_ones() -> None:
+    # 300 strong coarse keypoints (pyramid level 4) and 100 weak fine ones (level 0), spread over
+    # the picture. The indexed prefix keeps the 160 the balanced order put first and adds fine
+    # ones after them: a crop keeping a quarter of the area matches its original on those, and a
+    # whole copy on the strongest.
+    rng = np.random.default_rng(3)
+    points = rng.uniform(0, 100, (400, 2)).astype(np.float32)
+    responses = np.concatenate([rng.uniform(50, 100, 300), rng.uniform(0, 10, 100)]).astype(np.float32)
+    octaves = np.array([4] * 300 + [0] * 100)
+    order = _indexed_order(points, responses, octaves, 100, 100)
+    indexed = order[:INDEXED_KEYPOINTS]
+    assert sorted(order) == list(range(400))
+    assert (octaves[indexed[:160]] == 4).all()
+    assert (octaves[indexed[160:]] == 0).all() and len(indexed) > 160
+    fine_cells = {(int(x // 25), int(y // 25)) for x, y in points[indexed[160:]]}
+    assert len(fine_cells) == 16  # the fine ones too are spread over the whole picture
 
 
 def test_matching_half_the_descriptors_first_changes_no_copy_s_alignment() -> None:
@@ -351,7 +371,7 @@ def test_an_index_grown_a_record_at_a_time_retrains_with_what_it_held(
     rebuilt = FingerprintIndex.rebuild_from(store)
     assert type(grown._local.index).__name__ == type(rebuilt._local.index).__name__ == "IndexBinaryIVF"
     assert grown.records == rebuilt.records == 39
-    indexed = sum(min(160, len(f.local)) for f in fingerprints.values())
+    indexed = sum(min(INDEXED_DESCRIPTORS, len(f.local)) for f in fingerprints.values())
     assert grown._local.ntotal == rebuilt._local.ntotal == indexed
     query = extract_local_features(photo("rocket")).descriptors[:300]
     for index in (grown, rebuilt):
@@ -378,11 +398,11 @@ def test_an_ivf_index_finds_its_lists_through_a_smaller_one_and_survives_save_lo
     quantizer = faiss.downcast_IndexBinary(ivf.quantizer)
     assert type(quantizer).__name__ == "IndexBinaryIVF" and quantizer.ntotal == ivf.nlist
     stored = [store.local_features(i) for i in range(1, 45)]
-    assert ivf.ntotal == sum(min(160, len(f)) for f in stored if f is not None)
+    assert ivf.ntotal == sum(min(INDEXED_DESCRIPTORS, len(f)) for f in stored if f is not None)
 
     query = extract_local_features(transforms.decode(transforms.crop(fixture_bytes("rocket.jpg"), 0.5)[0]))
     descriptors = query.descriptors[:300]
-    indexed = {i: store.local_features(i).descriptors[:160] for i in range(1, 45)}  # type: ignore[union-attr]
+    indexed = {i: store.local_features(i).descriptors[:INDEXED_DESCRIPTORS] for i in range(1, 45)}  # type: ignore[union-attr]
     codes = np.concatenate(list(indexed.values()))
     ids = np.concatenate([np.full(len(c), i) for i, c in indexed.items()])
     oracle = brute_force_votes(descriptors, codes, ids, 70)

@@ -92,10 +92,15 @@ def test_a_photographed_print_is_matched_with_the_quadrilateral_it_shows(library
     evidence = found(library, query)
     assert matched_record(evidence) == ASTRONAUT
     region = evidence[ASTRONAUT].region
-    assert region is not None and len(region) == 4
+    assert region is not None
     # No similarity or affine map shows this: its opposite sides are not parallel.
     assert iou(region, quadrilateral, original.size) > 0.95
-    assert np.abs(np.float32(region) - quadrilateral).max() < 0.02 * max(original.size)
+    # Each corner is found where it is. The region is clipped to the original, so a corner on
+    # its edge (the first here lies 0.3 px inside) may become two vertices there.
+    vertices = np.float32(region)
+    for corner in quadrilateral:
+        assert np.linalg.norm(vertices - corner, axis=1).min() < 0.02 * max(original.size)
+    assert len(region) <= 5
 
 
 def test_a_crop_stretched_to_another_aspect_ratio_is_matched_with_its_box(library: Library) -> None:
