@@ -390,3 +390,31 @@ def _line_kinds(lines: np.ndarray, thresholds: Thresholds) -> bool:
     share = np.array(counts) / len(lines)
     common = share >= thresholds.band_minor_share
     return int(common.sum()) <= thresholds.band_kinds and float(share[~common].sum()) <= thresholds.band_edges
+
+
+def made_of_straight_edges(rgb: np.ndarray, thresholds: Thresholds) -> bool:
+    """Whether a picture is a few flat colours meeting along a few straight edges: a corner of
+    a polygon, an arrow's head (Thresholds.plain_lines). Such content is in every drawing that
+    has that corner."""
+    levels = (rgb // _COLOUR_LEVEL).reshape(-1, 3).astype(np.int64)
+    counts = np.bincount((levels[:, 0] * 8 + levels[:, 1]) * 8 + levels[:, 2], minlength=512)
+    if np.sort(counts)[-thresholds.plain_colours :].sum() < thresholds.plain_colour_share * len(levels):
+        return False
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    ys, xs = np.nonzero(cv2.Canny(gray, *_EDGE_CONTRAST))
+    # Greedy Hough transform: the line through most edge pixels, then the next among the rest.
+    angles = np.deg2rad(np.arange(180))
+    distances = xs[:, None] * np.cos(angles) + ys[:, None] * np.sin(angles)
+    reach = int(np.hypot(*gray.shape)) + 1
+    left = np.ones(len(xs), bool)
+    for _ in range(thresholds.plain_lines):
+        if left.sum() <= thresholds.plain_unexplained * len(xs):
+            break
+        bins = np.round(distances[left]).astype(np.int64) + reach + np.arange(180) * (2 * reach + 1)
+        angle, distance = divmod(int(np.bincount(bins.ravel()).argmax()), 2 * reach + 1)
+        left &= np.abs(distances[:, angle] - (distance - reach)) > thresholds.plain_line_tolerance
+    return bool(left.sum() <= thresholds.plain_unexplained * len(xs))
+
+
+_COLOUR_LEVEL = 32  # 8 levels a channel: JPEG and antialiasing keep a flat colour within one
+_EDGE_CONTRAST = (50, 150)  # Canny's hysteresis: the edges between flat colours, not JPEG's ringing

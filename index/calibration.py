@@ -50,8 +50,12 @@ class Thresholds:
     # original and 12 % of the query; a flag's star on another's, 10 and 22 inliers at 0.96,
     # 42 % and 24 %). Of 400 copies confirmed with 10-59 inliers, all had a side at 0.6 or more
     # but four copies of flags that a mirror or a shift by a stripe aligns partly onto
-    # themselves (0.28-0.39; one of them, overlaid with an emoji, found nothing else).
-    nested_share: float = 0.5
+    # themselves (0.28-0.39; one of them, overlaid with an emoji, found nothing else). A later
+    # full run found a coincidence at 0.5: one star of a quarter of the EU flag on the big star
+    # of a tile of Alaska's (32 inliers, agreement 0.90; the tile half covered, 18 % of the
+    # query within it), while the 276 copies matched by keypoints with fewer than 60 inliers
+    # in that run (collages aside, which hold the whole picture) all had a side at 0.97 or more.
+    nested_share: float = 0.6
     # A confirmed geometric match whose overlap keeps the original's block levels (up to one
     # brightness, contrast or gamma map: index.alignment._level_agreement) in fewer than this
     # share of its blocks is a possible match only: one layout of outlined boxes drawn twice
@@ -113,6 +117,19 @@ class Thresholds:
     band_line_tolerance: float = 6.0
     band_minor_share: float = 0.04
     band_edges: float = 0.1
+    # Nor is a part made of a few flat colours that meet along a few straight edges (an arrow's
+    # head where it leaves the shaft, the corner of a polygon): every drawing with such a corner
+    # holds it (full benchmark run, 10,305 never-registered queries: a quarter of a diagonal
+    # arrow placed on the corner of another arrow's head at agreement 0.99). Plain: at least
+    # plain_colour_share of the pixels in plain_colours colours (32 levels a channel), and all
+    # but plain_unexplained of the edge pixels within plain_line_tolerance pixels of at most
+    # plain_lines straight lines. Of the 27 crops in that run that only the dense look matched,
+    # the plainest took 4 colours and 5 lines or more, or spread over many colours (a gradient).
+    plain_colours: int = 4
+    plain_colour_share: float = 0.9
+    plain_lines: int = 3
+    plain_line_tolerance: float = 1.5
+    plain_unexplained: float = 0.1
     # A suspect with PDQ quality below pdq_min_quality and fewer keypoints than this is too flat
     # for any method to match with precision (a plain gradient, a blank page): the answer says so.
     low_detail_keypoints: int = 100

@@ -13,6 +13,7 @@ from index.alignment import (
     hue_agreement,
     locate_within,
     made_of_bands,
+    made_of_straight_edges,
     placed_finer,
 )
 from index.calibration import Calibration
@@ -301,12 +302,13 @@ def dense_placement(query: Query, record_ids: list[int], evidence: Found) -> Non
         region, coverage = mapped_region(
             to_original, placed_query.image.size, (preview.width, preview.height)
         )
-        # A part of the picture that is only stripes and crosses is in every flag so designed; a
-        # whole copy keeps the design's proportions and colours, which the smooth looks judge.
+        # A part of the picture that is only stripes and crosses, or a polygon's corner, is in
+        # every drawing so designed; a whole copy keeps the design's proportions and colours,
+        # which the smooth looks judge.
         if (
             confidence >= MATCH_CONFIDENCE
             and coverage < query.calibration.fill.whole_coverage
-            and made_of_bands(small.rgb, thresholds)
+            and (made_of_bands(small.rgb, thresholds) or made_of_straight_edges(small.rgb, thresholds))
         ):
             confidence = MATCH_CONFIDENCE - 0.01
         found = evidence.setdefault(record_id, Evidence())

@@ -418,6 +418,36 @@ def test_a_crop_of_stripes_and_crosses_is_no_match_for_any_flag_that_holds_them(
     assert result["matches"][0]["generation_id"] == signed.generation_id
 
 
+def arrow(double: bool) -> Image.Image:
+    """A black arrow pointing right on white; ``double``: another head at the tail, the same
+    head at the tip."""
+    picture = Image.new("RGB", (900, 600), "white")
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle((320 if double else 80, 250, 640, 350), fill="black")
+    draw.polygon([(560, 120), (820, 300), (560, 480)], fill="black")
+    if double:
+        draw.polygon([(340, 120), (80, 300), (340, 480)], fill="black")
+    return picture
+
+
+def test_a_crop_of_an_arrow_s_head_is_no_match_for_every_arrow_drawn_with_it(
+    client: FlaskClient, signing_key: str
+) -> None:
+    """A crop that shows only where a head leaves the shaft is a few straight edges between two
+    flat colours: placed in a registered arrow without keypoints it agrees exactly, yet any
+    arrow drawn with that head holds it. Another arrow's crop is no match; the registered
+    arrow's own is a possible one."""
+    signed = register(client, signing_key, transforms.encode(arrow(double=False), "PNG"))
+    where = (0.95, 0.1)  # the head's upper edge, its base above the shaft, the shaft's top
+    unregistered, _ = transforms.crop(transforms.encode(arrow(double=True), "PNG"), 0.25, where)
+    result = verify(client, unregistered, signing_key)
+    assert result["matches"] and all(m["verdict"] != "matched" for m in result["matches"])
+    own, _ = transforms.crop(signed.data, 0.25, where)
+    result = verify(client, own, signing_key)
+    assert result["verdict"] == "possible_match"
+    assert result["matches"][0]["generation_id"] == signed.generation_id
+
+
 def test_two_layouts_alike_to_pdq_are_not_matched(client: FlaskClient, signing_key: str) -> None:
     """PDQ sees where an image is dark and light: a plain dark panel and a speaker grille of the
     same size share a hash; laid over each other they disagree."""
