@@ -182,6 +182,8 @@ def _share_of_agreeing_blocks(
     rows, cols = height // block, width // block
     warped, inside = warp_onto(query_gray, transform, (width, height))
     inside = cv2.erode(inside, np.ones((3, 3), np.uint8))  # interpolated edge pixels are not the query's
+    pixels = _blocks(warped, rows, cols, block)
+    clipping = _clipping(pixels.min(axis=2), pixels.max(axis=2), alignment.level_clip)
     warped = cv2.GaussianBlur(warped, (0, 0), alignment.smoothing_sigma).astype(np.float32)
     preview = cv2.GaussianBlur(preview_gray, (0, 0), alignment.smoothing_sigma).astype(np.float32)
 
@@ -214,11 +216,26 @@ def _share_of_agreeing_blocks(
     else:
         comparable = in_query & in_preview
     agreeing = int((comparable & (correlation > alignment.agreeing_correlation)).sum())
-    levels = _level_agreement(q_mean[complete], p_mean[complete], alignment)
+    levels = _level_agreement(q_mean[complete], p_mean[complete], clipping[complete], alignment)
     return agreeing / judged, judged, levels
 
 
-def _level_agreement(query: np.ndarray, preview: np.ndarray, alignment: Alignment) -> float:
+_UNCLIPPED, _WHITE, _BLACK, _PARTLY = 0, 1, 2, 3
+
+
+def _clipping(lowest: np.ndarray, highest: np.ndarray, clip: int) -> np.ndarray:
+    """Per block: whether the query keeps its levels there (_UNCLIPPED), is all white or all
+    black (within ``clip`` levels, JPEG's noise), or reaches white or black in part (_PARTLY)."""
+    kind = np.full(lowest.shape, _PARTLY, np.int8)
+    kind[(lowest > clip) & (highest < 255 - clip)] = _UNCLIPPED
+    kind[lowest >= 255 - clip] = _WHITE
+    kind[highest <= clip] = _BLACK
+    return kind
+
+
+def _level_agreement(
+    query: np.ndarray, preview: np.ndarray, clipping: np.ndarray, alignment: Alignment
+) -> float:
     """The share of blocks whose mean grey level is what a global brightness, contrast or gamma
     edit of the query would give the original's there.
 
@@ -228,12 +245,44 @@ def _level_agreement(query: np.ndarray, preview: np.ndarray, alignment: Alignmen
     monotone map, so the blocks are ranked by the query's level into bins of equal count and each
     is compared with the median of the original's levels in its bin; an overlay changes only the
     blocks it covers.
+
+    An edit that brightens past the end of the scale makes every lighter grey white: the map
+    keeps no level there, only the order, and a block only partly made white follows no one map
+    of the original's means. Where the blocks that kept their levels show such an edit (their
+    lightest bin is lighter in the query than in the original), a block all white in the query
+    agrees where the original is about as light as that bin or lighter, and a block partly white
+    is left out; darkening to black likewise. Without that evidence every block is binned: a
+    line drawing on white keeps no level to show an edit, and its white blocks and line blocks
+    are all that tells it from another drawing with those lines.
     """
+    tolerance = alignment.level_tolerance
+    kept = clipping == _UNCLIPPED
+    if kept.sum() >= alignment.level_bins:
+        query_kept, preview_kept = query[kept], preview[kept]
+        ranked = np.array_split(np.argsort(query_kept, kind="stable"), alignment.level_bins)
+        lightest = float(np.median(preview_kept[ranked[-1]]))
+        darkest = float(np.median(preview_kept[ranked[0]]))
+        brightened = np.median(query_kept[ranked[-1]]) - lightest > tolerance
+        darkened = darkest - np.median(query_kept[ranked[0]]) > tolerance
+        if brightened or darkened:
+            residual = _residuals_in_bins(query_kept, preview_kept, alignment.level_bins)
+            white, black = preview[clipping == _WHITE], preview[clipping == _BLACK]
+            agreeing = (
+                int((residual <= tolerance).sum())
+                + int((white >= lightest - tolerance).sum())
+                + int((black <= darkest + tolerance).sum())
+            )
+            return agreeing / (len(residual) + len(white) + len(black))
     if len(query) < alignment.level_bins:
         return 1.0
-    bins = np.array_split(np.argsort(query, kind="stable"), alignment.level_bins)
-    residual = np.concatenate([np.abs(preview[b] - np.median(preview[b])) for b in bins])
-    return float((residual <= alignment.level_tolerance).mean())
+    return float((_residuals_in_bins(query, preview, alignment.level_bins) <= tolerance).mean())
+
+
+def _residuals_in_bins(query: np.ndarray, preview: np.ndarray, bins: int) -> np.ndarray:
+    """Blocks ranked by the query's level into ``bins`` of equal count: how far each block's
+    level in the original lies from the median of its bin's."""
+    ranked = np.array_split(np.argsort(query, kind="stable"), bins)
+    return np.concatenate([np.abs(preview[b] - np.median(preview[b])) for b in ranked])
 
 
 def locate_within(

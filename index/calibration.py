@@ -233,6 +233,7 @@ class Alignment:
     # median in the original.
     level_bins: int = 16
     level_tolerance: float = 12.0
+    level_clip: int = 6  # grey levels from white or black within which a pixel may be clipped (JPEG's noise)
     # ECC refinement (Evangelidis & Psarakis 2008): converges within 30 iterations on a copy
     # misplaced by a pixel or two; more only wander on wrong records.
     ecc_iterations: int = 30

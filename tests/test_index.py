@@ -456,6 +456,50 @@ def test_aligned_copy_agrees_with_the_original_and_a_different_picture_does_not(
     assert unrelated is not None and unrelated.share < 0.3
 
 
+def light_drawing(filled: bool = True) -> Image.Image:
+    """Outlined shapes filled with greys from mid to near white, on white: clip art (unfilled: the
+    same outlines on white, a line drawing)."""
+    drawing = Image.new("L", (512, 384), 255)
+    draw = ImageDraw.Draw(drawing)
+    for i, level in enumerate((120, 150, 175, 195, 215, 235)):
+        left, top = 20 + (i % 3) * 165, 20 + (i // 3) * 180
+        fills = (level, level - 80) if filled else (255, 255)
+        draw.rounded_rectangle(
+            (left, top, left + 140, top + 160), 20 + 6 * i, fill=fills[0], outline=0, width=3
+        )
+        draw.ellipse((left + 30, top + 40, left + 110, top + 120), fill=fills[1], outline=0, width=2)
+    return drawing.convert("RGB")
+
+
+@pytest.mark.parametrize("brightness", [1.3, 1.5, 0.5])
+def test_a_copy_brightened_or_darkened_past_white_or_black_keeps_the_original_s_levels(
+    brightness: float,
+) -> None:
+    """Brightening by half makes every grey above 170 white, and a block only partly made white
+    follows no one map of the original's levels: where the blocks that kept their levels show
+    the edit, white blocks need only lie on the original's lightest levels and partly white ones
+    are left out; darkening keeps the levels."""
+    original = light_drawing()
+    preview, to_preview = preview_of(original)
+    copy = transforms.decode(transforms.encode(ImageEnhance.Brightness(original).enhance(brightness), "JPEG"))
+    agreement = block_agreement(
+        np.asarray(copy.convert("L")), preview, np.eye(3)[:2] * to_preview, Alignment()
+    )
+    assert agreement is not None and agreement.levels >= Thresholds().agreement_levels
+
+
+def test_a_line_drawing_does_not_keep_the_levels_of_the_same_lines_filled_with_greys() -> None:
+    """Brightened far enough, the filled drawing would turn white inside its lines too; but a
+    line drawing has no grey left to show such an edit, and taking its white for clipped
+    would let every drawing with those lines (colouring-book pages of one outline) match it."""
+    preview, to_preview = preview_of(light_drawing(filled=True))
+    lines = transforms.decode(transforms.encode(light_drawing(filled=False), "JPEG"))
+    agreement = block_agreement(
+        np.asarray(lines.convert("L")), preview, np.eye(3)[:2] * to_preview, Alignment()
+    )
+    assert agreement is not None and agreement.levels < Thresholds().agreement_levels
+
+
 @pytest.mark.parametrize(("offset", "agrees"), [(2.0, True), (5.0, True), (20.0, False)])
 def test_a_slightly_misaligned_copy_is_realigned_but_not_one_off_by_more_than_a_block(
     offset: float, agrees: bool
