@@ -259,13 +259,13 @@ def _level_agreement(
     kept = clipping == _UNCLIPPED
     if kept.sum() >= alignment.level_bins:
         query_kept, preview_kept = query[kept], preview[kept]
-        ranked = np.array_split(np.argsort(query_kept, kind="stable"), alignment.level_bins)
+        ranked = _ranked_into_bins(query_kept, alignment.level_bins)
         lightest = float(np.median(preview_kept[ranked[-1]]))
         darkest = float(np.median(preview_kept[ranked[0]]))
         brightened = np.median(query_kept[ranked[-1]]) - lightest > tolerance
         darkened = darkest - np.median(query_kept[ranked[0]]) > tolerance
         if brightened or darkened:
-            residual = _residuals_in_bins(query_kept, preview_kept, alignment.level_bins)
+            residual = _residuals_in_bins(preview_kept, ranked)
             white, black = preview[clipping == _WHITE], preview[clipping == _BLACK]
             agreeing = (
                 int((residual <= tolerance).sum())
@@ -275,13 +275,17 @@ def _level_agreement(
             return agreeing / (len(residual) + len(white) + len(black))
     if len(query) < alignment.level_bins:
         return 1.0
-    return float((_residuals_in_bins(query, preview, alignment.level_bins) <= tolerance).mean())
+    ranked = _ranked_into_bins(query, alignment.level_bins)
+    return float((_residuals_in_bins(preview, ranked) <= tolerance).mean())
 
 
-def _residuals_in_bins(query: np.ndarray, preview: np.ndarray, bins: int) -> np.ndarray:
-    """Blocks ranked by the query's level into ``bins`` of equal count: how far each block's
-    level in the original lies from the median of its bin's."""
-    ranked = np.array_split(np.argsort(query, kind="stable"), bins)
+def _ranked_into_bins(query: np.ndarray, bins: int) -> list[np.ndarray]:
+    """Block indices ranked by the query's level, into ``bins`` of equal count, darkest first."""
+    return np.array_split(np.argsort(query, kind="stable"), bins)
+
+
+def _residuals_in_bins(preview: np.ndarray, ranked: list[np.ndarray]) -> np.ndarray:
+    """How far each block's level in the original lies from the median of its bin's."""
     return np.concatenate([np.abs(preview[b] - np.median(preview[b])) for b in ranked])
 
 
