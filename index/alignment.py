@@ -290,7 +290,12 @@ def _residuals_in_bins(preview: np.ndarray, ranked: list[np.ndarray]) -> np.ndar
 
 
 def locate_within(
-    query_gray: np.ndarray, preview_gray: np.ndarray, alignment: Alignment, *, min_coverage: float
+    query_gray: np.ndarray,
+    preview_gray: np.ndarray,
+    alignment: Alignment,
+    *,
+    min_coverage: float,
+    stretched: bool = False,
 ) -> np.ndarray | None:
     """Where in the original's preview an upright crop or rescaled copy lies, found without keypoints.
 
@@ -301,32 +306,60 @@ def locate_within(
     resolution (~5 ms for a 256 px preview); the best placement is returned as the 2x3 map from
     query pixels to preview pixels, for ``block_agreement`` to refine and judge. The best
     placement exists for any pair of images, so only that judgement says whether it is a copy.
-    None: the query is too flat or too small to place.
+    With ``stretched`` the query is also slid stretched along one axis by powers of
+    ``Alignment.stretched_aspect_step`` (a crop fitted into another format; ~5 times the
+    upright search's cost). None: the query is too flat or too small to place.
     """
     coarse = cv2.pyrDown(preview_gray)
+    upright = _best_over_scales(query_gray, coarse, 1.0, alignment, min_coverage)
+    if upright is None:
+        return None
+    best_score, best = upright
+    if stretched:
+        steps = alignment.stretched_aspect_steps
+        for power in [k for k in range(-steps, steps + 1) if k]:
+            aspect = alignment.stretched_aspect_step**power
+            found = _best_over_scales(query_gray, coarse, aspect, alignment, min_coverage)
+            if found is not None and found[0] > best_score:
+                best_score, best = found
+    return placed_finer(query_gray, preview_gray, best, alignment)
+
+
+def _best_over_scales(
+    query_gray: np.ndarray,
+    coarse: np.ndarray,
+    aspect: float,
+    alignment: Alignment,
+    min_coverage: float,
+) -> tuple[float, np.ndarray] | None:
+    """The best placement in ``coarse`` (the preview at half resolution) of the query with its
+    width stretched ``aspect`` times against its height, at every scale step from filling the
+    preview down to covering ``min_coverage`` of it: its score and its 2x3 map into the
+    full-resolution preview."""
     height, width = coarse.shape
     query_height, query_width = query_gray.shape
-    largest = min(width / query_width, height / query_height)
-    smallest = (min_coverage * width * height / (query_width * query_height)) ** 0.5
+    stretched = (query_width * aspect**0.5, query_height / aspect**0.5)
+    largest = min(width / stretched[0], height / stretched[1])
+    smallest = (min_coverage * width * height / (stretched[0] * stretched[1])) ** 0.5
     # Shrink the query once to the largest template; every smaller one is made from that.
     base = cv2.resize(
         query_gray,
-        (max(1, round(query_width * largest)), max(1, round(query_height * largest))),
+        (max(1, round(stretched[0] * largest)), max(1, round(stretched[1] * largest))),
         interpolation=cv2.INTER_AREA,
     )
-    best_score, best = -1.0, None
+    best: tuple[float, np.ndarray] | None = None
     scale = largest
     while scale >= smallest * 0.999:
-        size = (round(query_width * scale), round(query_height * scale))
+        size = (round(stretched[0] * scale), round(stretched[1] * scale))
         if min(size) < alignment.min_template_side:
             break
         template = base if scale == largest else cv2.resize(base, size, interpolation=cv2.INTER_AREA)
         found = _best_place(coarse, template)
-        if found is not None and found[0] > best_score:
-            best_score, x, y = found
-            best = _placement(2 * size[0] / query_width, 2 * size[1] / query_height, 2 * x, 2 * y)
+        if found is not None and (best is None or found[0] > best[0]):
+            score, x, y = found
+            best = score, _placement(2 * size[0] / query_width, 2 * size[1] / query_height, 2 * x, 2 * y)
         scale /= alignment.locate_scale_step
-    return None if best is None else placed_finer(query_gray, preview_gray, best, alignment)
+    return best
 
 
 def placed_finer(
@@ -335,27 +368,44 @@ def placed_finer(
     """A coarse placement (2x3, query pixels to ``preview_gray``'s) searched again at the
     preview's full resolution, half a scale step either way and a few pixels around: a whole
     step off leaves a crop's far side several pixels out, more than the refinement in
-    ``block_agreement`` may move. Also places a crop in a larger preview where it was found in
-    a smaller one."""
+    ``block_agreement`` may move. A stretched placement is also searched half an aspect step
+    wider and narrower. Also places a crop in a larger preview where it was found in a smaller
+    one."""
     query_height, query_width = query_gray.shape
     height, width = preview_gray.shape
-    scale, left, top = coarse_map[0, 0], int(coarse_map[0, 2]), int(coarse_map[1, 2])
+    scale_x, scale_y = coarse_map[0, 0], coarse_map[1, 1]
+    left, top = int(coarse_map[0, 2]), int(coarse_map[1, 2])
+    stretches: tuple[float, ...] = (1.0,)
+    if is_stretched(coarse_map, alignment):
+        stretches = (alignment.stretched_aspect_step**-0.5, 1.0, alignment.stretched_aspect_step**0.5)
     best_score, best = -1.0, coarse_map
     step = alignment.locate_scale_step
     for factor in (step**-0.5, 1.0, step**0.5):
-        size = (round(query_width * scale * factor), round(query_height * scale * factor))
-        margin = 4 + abs(size[0] - round(query_width * scale))
-        x0, y0 = max(0, left - margin), max(0, top - margin)
-        window = preview_gray[
-            y0 : min(height, top + size[1] + margin), x0 : min(width, left + size[0] + margin)
-        ]
-        if window.shape[0] < size[1] or window.shape[1] < size[0]:
-            continue
-        found = _best_place(window, cv2.resize(query_gray, size, interpolation=cv2.INTER_AREA))
-        if found is not None and found[0] > best_score:
-            best_score, x, y = found
-            best = _placement(size[0] / query_width, size[1] / query_height, x0 + x, y0 + y)
+        for stretch in stretches:
+            size = (
+                round(query_width * scale_x * factor * stretch**0.5),
+                round(query_height * scale_y * factor / stretch**0.5),
+            )
+            margin = 4 + max(
+                abs(size[0] - round(query_width * scale_x)), abs(size[1] - round(query_height * scale_y))
+            )
+            x0, y0 = max(0, left - margin), max(0, top - margin)
+            window = preview_gray[
+                y0 : min(height, top + size[1] + margin), x0 : min(width, left + size[0] + margin)
+            ]
+            if window.shape[0] < size[1] or window.shape[1] < size[0]:
+                continue
+            found = _best_place(window, cv2.resize(query_gray, size, interpolation=cv2.INTER_AREA))
+            if found is not None and found[0] > best_score:
+                best_score, x, y = found
+                best = _placement(size[0] / query_width, size[1] / query_height, x0 + x, y0 + y)
     return best
+
+
+def is_stretched(placement: np.ndarray, alignment: Alignment) -> bool:
+    """Whether a placement of ``locate_within`` scales one axis more than the other, past what
+    rounding a template's sides does (half a scale step)."""
+    return bool(abs(np.log(placement[0, 0] / placement[1, 1])) > np.log(alignment.locate_scale_step) / 2)
 
 
 def _best_place(image: np.ndarray, template: np.ndarray) -> tuple[float, int, int] | None:

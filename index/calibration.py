@@ -196,6 +196,10 @@ class Looks:
     # never-registered query). In the full benchmark one copy was lost: a flag's crop whose
     # record came third.
     dense_candidates: int = 2
+    # The first records of that list are also searched stretched (index.alignment.locate_within;
+    # ~25 ms a record): replayed benchmark misses of stretched crops, 19 of 57 matched so, 21
+    # where every record was searched stretched at ~4 times the dense look's cost.
+    dense_stretched_candidates: int = 2
     dense_min_coverage: float = 0.1
     # A placement found at half the preview's resolution is a pixel or two off; refining it can
     # only rescue one that already agrees this much (benchmark probe: copies that end up passing
@@ -247,6 +251,13 @@ class Alignment:
     min_chromatic_blocks: int = 8  # fewer coloured blocks cannot tell colours apart
     # Between template sizes in locate_within; ECC absorbs what lies between.
     locate_scale_step: float = 1.08
+    # A crop fitted into another format is stretched 10-30 % along one axis (issue #16): the
+    # stretched search slides the query widened and narrowed by 1, 2 ... stretched_aspect_steps
+    # powers of this factor (within 8 % of any stretch from 0.7 to 1.43), for placed_finer and
+    # ECC to refine. Searching only near the upright search's best scale found 2 of 19
+    # stretched crops fewer (benchmark misses, replayed).
+    stretched_aspect_step: float = 1.16
+    stretched_aspect_steps: int = 2
     min_template_side: int = 12  # half-preview pixels: smaller templates correlate with anything
 
 

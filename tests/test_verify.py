@@ -333,6 +333,60 @@ def test_a_crop_of_a_flat_drawing_is_placed_in_it_without_keypoints(
     assert 0.2 < best["coverage"] < 0.3
 
 
+@pytest.mark.parametrize(("seed", "stretch"), [(1, (1.3, 1.0)), (6, (1.0, 0.75))])
+def test_a_crop_of_a_flat_drawing_stretched_to_another_format_is_placed_in_it_without_keypoints(
+    client: FlaskClient, signing_key: str, seed: int, stretch: tuple[float, float]
+) -> None:
+    """A quarter of a flat drawing fitted into another format (stretched along one axis):
+    upright at one scale it fits nowhere, stretched it fits its box. Another drawing of the
+    same colours, cropped and stretched alike, is no match."""
+    palette = ("#d01c1f", "#f2b705", "#e8702a")
+    signed = register(client, signing_key, transforms.encode(flat_discs(palette, seed), "PNG"))
+
+    def stretched_crop(data: bytes) -> tuple[bytes, tuple[int, int, int, int]]:
+        cropped, box = transforms.crop(data, 0.25, (0.3, 0.6))
+        image = transforms.decode(cropped)
+        size = (round(image.width * stretch[0]), round(image.height * stretch[1]))
+        return transforms.encode(image.resize(size, Image.Resampling.BILINEAR), "JPEG", quality=85), box
+
+    own, box = stretched_crop(signed.data)
+    result = verify(client, own)
+    assert result["verdict"] == "matched"
+    best = result["matches"][0]
+    assert best["generation_id"] == signed.generation_id
+    assert "dense_alignment" in {m["method"] for m in best["methods"]}
+    assert polygon_iou(best["region"], box) > 0.85
+    other, _ = stretched_crop(transforms.encode(flat_discs(palette, seed + 1), "PNG"))
+    assert all(m["verdict"] != "matched" for m in verify(client, other)["matches"])
+
+
+def drum(outline: int, fill: str) -> Image.Image:
+    """A drum drawn as clip art: an ellipse on top of a cylinder, outlined ``outline`` px wide."""
+    image = Image.new("RGB", (800, 800), "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((150, 440, 650, 640), fill=fill, outline="black", width=outline)
+    draw.rectangle((150, 260, 650, 540), fill=fill)
+    draw.line((150 + outline // 2, 260, 150 + outline // 2, 540), fill="black", width=outline)
+    draw.line((650 - outline // 2, 260, 650 - outline // 2, 540), fill="black", width=outline)
+    draw.ellipse((150, 160, 650, 360), fill=fill, outline="black", width=outline)
+    return image
+
+
+def test_a_stretched_crop_of_a_drawing_does_not_match_the_same_shape_drawn_with_other_lines_and_fill(
+    client: FlaskClient, signing_key: str
+) -> None:
+    """A stretched placement has one more free parameter than an upright one: part of a drum
+    drawn with thin lines and a grey fill, stretched, fits a drum drawn with thick lines on
+    white about as well as a copy would at half the preview's resolution (a false match of
+    the full benchmark run); only the lines' widths at full size tell them apart."""
+    register(client, signing_key, transforms.encode(drum(14, "white"), "PNG"))
+    # The drum's right half below the top's far edge, and the white beside it.
+    part = drum(3, "#c8c8c8").crop((420, 150, 660, 500))
+    stretched = part.resize((part.width, round(part.height * 1.25)), Image.Resampling.BILINEAR)
+    result = verify(client, transforms.encode(stretched, "JPEG", quality=85))
+    assert all(m["verdict"] != "matched" for m in result["matches"])
+
+
 def rings_on_a_page() -> Image.Image:
     """Two thin rings in the middle of a large blank page, as clip art sits on an A4 sheet."""
     page = Image.new("RGB", (1200, 1700), "white")
