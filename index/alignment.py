@@ -111,9 +111,14 @@ def warp_onto(
     query: np.ndarray, transform: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The query (grey or colour) warped into a (width, height) canvas by a 2x3 or 3x3 map, and
-    the mask of pixels it covers."""
+    the mask of pixels it covers.
+
+    Outside the query the canvas repeats the query's edge: a black surround would make every
+    filter that reaches the edge (the dense check's smoothing, ECC's gradients) see an edge
+    the query does not have, and blocks along a crop's sides inside the original counted as
+    structured blocks that disagree."""
     warp = cv2.warpAffine if transform.shape == (2, 3) else cv2.warpPerspective
-    warped = warp(query, transform, size, flags=cv2.INTER_LINEAR)
+    warped = warp(query, transform, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = warp(np.full(query.shape[:2], 255, np.uint8), transform, size, flags=cv2.INTER_NEAREST)
     return warped, inside
 

@@ -314,8 +314,10 @@ def striped_flag(colour: str) -> Image.Image:
     return flag
 
 
-# Crops whose keypoints, at every look, are too few or too alike to make a match.
-@pytest.mark.parametrize(("seed", "anchor"), [(1, (0.2, 0.2)), (6, (1.0, 0.0))])
+# Crops whose keypoints, at every look, are too few or too alike to make a match (seed 1's
+# crop at (0.2, 0.2) is matched by its 12 inliers since a crop's sides no longer count as
+# disagreeing edges; its centre still needs the dense look).
+@pytest.mark.parametrize(("seed", "anchor"), [(1, (0.5, 0.5)), (6, (1.0, 0.0))])
 def test_a_crop_of_a_flat_drawing_is_placed_in_it_without_keypoints(
     client: FlaskClient, signing_key: str, seed: int, anchor: tuple[float, float]
 ) -> None:
