@@ -18,6 +18,7 @@ Usage: .venv/bin/python scripts/bench_robustness.py [--registered 300] [--record
        [--smooth 40] [--smooth-real 20] [--near-misses 30]
        [--data-dir DIR]   # keep the registered store there and reuse it, adding what it lacks
        [--only "NAME|FAMILY" ...]   # replay chosen queries of a run on the same store
+       [--save-queries DIR]   # and write them there, to look at
        [--milvus URI|embedded]   # search an index rebuilt in Milvus instead of FAISS
 """
 
@@ -29,6 +30,7 @@ import io
 import json
 import multiprocessing
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -498,15 +500,23 @@ _verifier = None
 _index: SearchIndex | None = None
 _settings: Settings | None = None
 _collage_photos: list[str] = []  # never-registered photos, for the other tiles of a collage
+_saved_queries: Path | None = None  # where each query's bytes are written (--save-queries)
 
 
-def _init_worker(settings: Settings, calibration: Calibration, collage_photos: list[str]) -> None:
-    global _verifier, _index, _settings, _collage_photos
-    _collage_photos = collage_photos
+def _init_worker(
+    settings: Settings, calibration: Calibration, collage_photos: list[str], saved_queries: Path | None
+) -> None:
+    global _verifier, _index, _settings, _collage_photos, _saved_queries
+    _collage_photos, _saved_queries = collage_photos, saved_queries
     one_thread_per_process()  # one process per core, as gunicorn runs them
     _settings = settings
     services = build_services(settings, calibration)
     _verifier, _index = services.verifier, services.index
+
+
+def query_file_name(name: str, family: str) -> str:
+    """A file name for one query of a run: its image's name and its edit family."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{Path(name).stem}-{family}") + ".jpg"
 
 
 def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
@@ -521,6 +531,8 @@ def run_query(job: tuple[str, str, str | None, int]) -> dict[str, object]:
     if family != "original":
         image = EDITS[family](image, rng)
     data = encode_query(image)
+    if _saved_queries:
+        (_saved_queries / query_file_name(name, family)).write_bytes(data)
     with db.connect(_settings.database) as connection:
         started = time.perf_counter()
         result = _verifier.verify(connection, data)
@@ -776,6 +788,12 @@ def main() -> None:
         "replays a false match or a miss on the same store with the same seed",
     )
     parser.add_argument(
+        "--save-queries",
+        type=Path,
+        metavar="DIR",
+        help="write each query as asked into DIR (NAME-FAMILY.jpg), to look at a replayed miss",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         help="keep the registered store here; an existing one is reused, registering what it lacks",
@@ -786,6 +804,8 @@ def main() -> None:
         help="search an index rebuilt in Milvus at URI ('embedded': start the tests' Milvus server)",
     )
     args = parser.parse_args()
+    if args.save_queries:
+        args.save_queries.mkdir(parents=True, exist_ok=True)
     calibration = calibrated(args)
 
     if args.rescore:
@@ -913,7 +933,7 @@ def main() -> None:
         print(f"{len(jobs)} queries on {args.workers} processes", file=sys.stderr)
         context = multiprocessing.get_context("spawn")  # c2pa objects must not cross a fork
         collage_photos = unrelated_photos
-        initargs = (settings, calibration, collage_photos)
+        initargs = (settings, calibration, collage_photos, args.save_queries)
         with context.Pool(args.workers, initializer=_init_worker, initargs=initargs) as pool:
             results = list(pool.imap_unordered(run_query, jobs, chunksize=8))
     if not results:
