@@ -312,7 +312,7 @@ def locate_within(
     query pixels to preview pixels, for ``block_agreement`` to refine and judge. The best
     placement exists for any pair of images, so only that judgement says whether it is a copy.
     With ``stretched`` the query is also slid stretched along one axis by powers of
-    ``Alignment.stretched_aspect_step`` (a crop fitted into another format; ~5 times the
+    ``Alignment.stretched_aspect_step`` (a crop fitted into another format; ~3 times the
     upright search's cost). None: the query is too flat or too small to place.
     """
     coarse = cv2.pyrDown(preview_gray)
