@@ -94,7 +94,7 @@ def verify_candidates(
 ) -> None:
     thresholds = query.calibration.thresholds
     for record_id in record_ids:
-        reference = query.store.local_features(record_id)
+        reference = query.reference(record_id)
         if reference is None:
             continue
         window = windows.get(record_id) if windows else None

@@ -41,6 +41,14 @@ class Query:
         self.pdq_hits: dict[int, PdqHit] = {}
         self.features: LocalFeatures | None = None  # at the processing side, once extracted
         self.voted: dict[str, list[int]] = {}  # per keypoint look, the records voted for, best first
+        self._references: dict[int, LocalFeatures | None] = {}
+
+    def reference(self, record_id: int) -> LocalFeatures | None:
+        """A record's stored local features, read and decoded at most once per search: the looks
+        verify the same records again (a never-registered query: 33 reads of 22 records)."""
+        if record_id not in self._references:
+            self._references[record_id] = self.store.local_features(record_id)
+        return self._references[record_id]
 
     @functools.cached_property
     def hashes(self) -> list[PdqHash]:
