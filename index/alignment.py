@@ -313,7 +313,8 @@ def locate_within(
     placement exists for any pair of images, so only that judgement says whether it is a copy.
     With ``stretched`` the query is also slid stretched along one axis by powers of
     ``Alignment.stretched_aspect_step`` (a crop fitted into another format; ~3 times the
-    upright search's cost). None: the query is too flat or too small to place.
+    upright search's cost). None: the query is too flat or too small to place, or its best
+    placement correlates too weakly to be a copy (``Alignment.min_placement_correlation``).
     """
     coarse = cv2.pyrDown(preview_gray)
     upright = _best_over_scales(query_gray, coarse, 1.0, alignment, min_coverage)
@@ -327,6 +328,8 @@ def locate_within(
             found = _best_over_scales(query_gray, coarse, aspect, alignment, min_coverage)
             if found is not None and found[0] > best_score:
                 best_score, best = found
+    if best_score < alignment.min_placement_correlation:
+        return None  # no window of the preview looks like the query: nothing for the blocks to judge
     return placed_finer(query_gray, preview_gray, best, alignment)
 
 

@@ -19,7 +19,7 @@ from index import (
     Thresholds,
     fingerprint_image,
 )
-from index.alignment import block_agreement
+from index.alignment import block_agreement, locate_within
 from index.calibration import Alignment, Ransac, Retrieval
 from index.features import (
     DESCRIPTOR_BYTES,
@@ -527,6 +527,21 @@ def test_a_slightly_misaligned_copy_is_realigned_but_not_one_off_by_more_than_a_
     agreement = block_agreement(np.asarray(copy.convert("L")), preview, query_to_preview, Alignment())
     assert agreement is not None
     assert agreement.share > 0.9 if agrees else agreement.share < 0.3
+
+
+def test_a_crop_is_placed_where_it_was_cut_and_a_picture_like_nothing_in_the_preview_is_not_placed() -> None:
+    """The best placement exists for any pair of pictures; one whose correlation is weak is no
+    copy, and judging it would only cost time (Alignment.min_placement_correlation)."""
+    drawing = light_drawing()
+    preview, to_preview = preview_of(drawing)
+    box = (180, 40, 440, 235)
+    crop = transforms.decode(transforms.encode(drawing.crop(box), "JPEG", quality=85))
+    placed = locate_within(np.asarray(crop.convert("L")), preview, Alignment(), min_coverage=0.1)
+    assert placed is not None
+    corner = placed @ np.array([0.0, 0.0, 1.0]) / to_preview  # the crop's corner, in the drawing
+    assert np.allclose(corner, box[:2], atol=8)
+    other = photo("astronaut").crop((60, 40, 320, 235))
+    assert locate_within(np.asarray(other.convert("L")), preview, Alignment(), min_coverage=0.1) is None
 
 
 def test_a_flat_overlap_cannot_be_judged() -> None:
