@@ -310,6 +310,7 @@ SHARED_CONTENT = [
     ("openclipart-png-02020", "openclipart-png-02025", "the same x and green square, placed apart"),
     ("openclipart-png-02225", "openclipart-png-02340", "the same printer, recoloured"),
     ("openclipart-png-01938", "openclipart-png-02464", "the same power symbol"),
+    ("openclipart-png-06961", "openclipart-png-07029", "the same sign's corner, another symbol inside"),
     ("wesnoth-1.16-data-04790", "wesnoth-1.16-data-04870", "one mountain piece, its rock peak the same"),
     (
         "plasma-workspace-wallpapers-00028",
