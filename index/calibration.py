@@ -57,7 +57,10 @@ class Thresholds:
     # in that run (collages aside, which hold the whole picture) all had a side at 0.97 or more.
     # And once a crop's sides stopped counting as edges that disagree (index.alignment.warp_onto),
     # a flag's red disc on half of a red disc at a tile's edge agreed at 1.0 (10 inliers, 0.78 of
-    # the tile within the flag): hence 0.9.
+    # the tile within the flag): hence 0.9. A match under a richer model than a similarity
+    # (Ransac.richer_from_inliers) needs it at any count of inliers: a meme caption's letters,
+    # bent by an affine map onto a stored word, agreed at 0.62 on 60 inliers (full run of
+    # 2026-12-04), a quarter of the word's picture and a tenth of the meme.
     nested_share: float = 0.9
     # A confirmed geometric match whose overlap keeps the original's block levels (up to one
     # brightness, contrast or gamma map: index.alignment._level_agreement) in fewer than this

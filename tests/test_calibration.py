@@ -38,6 +38,7 @@ def stated_numbers(calibration: Calibration) -> list[str]:
         f"fewer than {t.inliers_reviewed_anyway} inliers whose overlap agrees below {t.agreement_to_review}",
         f"(PDQ quality below {t.pdq_min_quality} and fewer than {t.low_detail_keypoints} keypoints",
         f"where its overlap agrees below {r.similarity_fits} and {r.richer_from_inliers} inliers",
+        f"(at least {t.nested_share} of it, as below {t.inliers_reviewed_anyway} inliers:",
         f"axes stretched apart at most {r.max_anisotropy:g} times, depth across the corners varying at "
         f"most {r.max_perspective:g} times",
         f"brightness, contrast or gamma map in {round(100 * t.agreement_levels)} % of its overlap",

@@ -254,6 +254,7 @@ COINCIDENCES = {
     "sign-cycles.jpg": "sign-ahead-only.jpg",  # the same round blue sign, another symbol
     "caption-name.jpg": "caption-map.jpg",  # captions in one typeface
     "badge-button.jpg": "badge-rooster.jpg",  # a dark-rimmed disc
+    "caption-word.jpg": "caption-meme.jpg",  # letters of a word, bent by an affine map onto a caption's
 }
 
 
