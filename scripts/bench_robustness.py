@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -634,6 +634,27 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+# The looks that run only while nothing matched (index.matching.LOOKS), each by a step it
+# always times: the last of them in a query's timings is the look that found its match.
+LATER_LOOKS = (
+    ("smooth", "smooth"),
+    ("small", "local_extract_small"),
+    ("smaller", "local_extract_smaller"),
+    ("dense", "dense"),
+    ("large", "local_extract_large"),
+    ("mirrored", "local_extract_mirrored"),
+)
+
+
+def found_by(result: dict[str, object]) -> str:
+    """Which look found a matched copy: a later look, else the first ones (PDQ, the local
+    features, turned upright), which every query runs."""
+    timings = result["timings"]
+    assert isinstance(timings, dict)
+    ran = [look for look, step in LATER_LOOKS if step in timings]
+    return ran[-1] if ran else "first looks"
+
+
 def report(results: list[dict[str, object]], records: int, ram_per_record: float) -> None:
     by_family: dict[str, list[dict[str, object]]] = defaultdict(list)
     for r in results:
@@ -678,6 +699,16 @@ def report(results: list[dict[str, object]], records: int, ram_per_record: float
         + ", ".join(
             f"{g} {100 * sum(h) / len(h):.1f}% ({TARGETS[g]})" for g, h in group_stats.items() if g in TARGETS
         )
+    )
+    # What each look pays for: it runs for every query that nothing matched before it.
+    found = Counter(
+        found_by(r)
+        for r in results
+        if r["expected"] and r["verdict"] == "matched" and r["top"] == r["expected"]
+    )
+    print(
+        "copies matched, by the look that found them: "
+        + ", ".join(f"{k} {v}" for k, v in found.most_common())
     )
     all_latency = [float(r["elapsed"]) for r in results]  # type: ignore[arg-type]
     stages: dict[str, list[float]] = defaultdict(list)
