@@ -231,15 +231,12 @@ def _geometry_confidence(
     thresholds = query.calibration.thresholds
     share = None if agreement is None else agreement.share
     within = max(geometry.coverage, geometry.inside)  # of one picture within the other
-    confidence = geometry_confidence(geometry.inliers, share, thresholds, within=within)
+    # A meme caption's letters, bent by an affine map onto a stored word: a similarity of 56
+    # inliers at 0.46 became 60 at 0.62, over a quarter of one picture and a tenth of the other.
+    richer = geometry.model != "similarity"
+    confidence = geometry_confidence(geometry.inliers, share, thresholds, within=within, richer_model=richer)
     if agreement is not None and agreement.levels < thresholds.agreement_levels:
         # Its structure agrees, its levels do not: one layout drawn twice (Thresholds).
-        confidence = min(confidence, MATCH_CONFIDENCE - 0.01)
-    if geometry.model != "similarity" and within < thresholds.nested_share:
-        # A richer model fits a stretched or photographed copy, whole or cropped: one picture
-        # within the other. Its freedom also bends chance alignments into agreement (a meme
-        # caption's letters onto a stored word: a similarity of 56 inliers at 0.46 became an
-        # affine map of 60 at 0.62, over a quarter of the word's picture and a tenth of the meme).
         confidence = min(confidence, MATCH_CONFIDENCE - 0.01)
     if (
         agreement is not None
@@ -247,7 +244,7 @@ def _geometry_confidence(
         and geometry.inliers < thresholds.inliers_match
     ):
         hue = _hue(query, suspect, judged_on, agreement)
-        confidence = geometry_confidence(geometry.inliers, share, thresholds, hue, within)
+        confidence = geometry_confidence(geometry.inliers, share, thresholds, hue, within, richer)
     if (
         agreement is not None
         and confidence >= MATCH_CONFIDENCE

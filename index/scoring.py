@@ -83,6 +83,7 @@ def geometry_confidence(
     thresholds: Thresholds,
     hue: float | None = None,
     within: float = 1.0,
+    richer_model: bool = False,
 ) -> float:
     """Confidence from the inlier count of a verified similarity transform, the share of the
     aligned overlap that agrees (None: too little structure to judge), for few inliers the hue
@@ -91,7 +92,9 @@ def geometry_confidence(
     even with few inliers; unconfirmed geometry stays a possible match, for a person to review,
     unless its few inliers align an overlap that mostly disagrees. An overlap too calm to judge
     is confirmed by many inliers alone. Fewer than inliers_reviewed_anyway inliers confirm a
-    copy only where one picture lies within the other (Thresholds.nested_share)."""
+    copy only where one picture lies within the other (Thresholds.nested_share), as do any
+    number of them aligned by ``richer_model`` (an affine map or a homography): the freedom
+    that fits a stretched or photographed copy also bends chance alignments into agreement."""
     match = thresholds.inliers_match
     confidence = _ramp(inliers, thresholds.inliers_possible, match, 4 * match)
     if inliers >= thresholds.inliers_alone:
@@ -104,7 +107,7 @@ def geometry_confidence(
         )
         if inliers < match and hue is not None and hue < thresholds.dense_hue_agreement:
             confirmed = False
-    if inliers < thresholds.inliers_reviewed_anyway and within < thresholds.nested_share:
+    if (inliers < thresholds.inliers_reviewed_anyway or richer_model) and within < thresholds.nested_share:
         confirmed = False
     if confirmed:
         return max(confidence, MATCH_CONFIDENCE)
