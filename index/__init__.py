@@ -15,6 +15,7 @@ from index.milvus import MilvusIndex
 from index.preview import StoredPreview
 from index.scoring import pdq_confidence, verdict_for
 from index.search import FingerprintIndex, one_thread_per_process
+from index.smooth import SmoothRecords
 from index.store import FingerprintStore, ImageFingerprints, fingerprint_image
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PdqHash",
     "QueryDetail",
     "SearchIndex",
+    "SmoothRecords",
     "StoredPreview",
     "Thresholds",
     "fingerprint_image",

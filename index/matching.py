@@ -42,12 +42,22 @@ class Matcher:
     """Finds the records a suspect may be a copy of, cheapest look first. One per process."""
 
     def __init__(
-        self, index: SearchIndex, calibration: Calibration, looks: tuple[Look, ...] | None = None
+        self,
+        index: SearchIndex,
+        calibration: Calibration,
+        looks: tuple[Look, ...] | None = None,
+        smooth: SmoothRecords | None = None,
     ) -> None:
+        """``smooth``: the smooth records, as the process or its master caught them up before
+        serving; by default, none yet, and the first search catches them up."""
         self._index = index
         self.calibration = calibration
         self._looks = LOOKS if looks is None else looks  # another list: tests and experiments
-        self._smooth = SmoothRecords()
+        if smooth is None:
+            smooth = SmoothRecords(calibration)
+        elif smooth.calibration != calibration:
+            raise ValueError("the smooth records were chosen under another calibration")
+        self._smooth = smooth
 
     def search(
         self,
@@ -139,11 +149,7 @@ def smooth_look(query: Query, evidence: Found) -> None:
     global colour edit that fits best (index.smooth)."""
     if not _smooth_suspect(query):
         return  # a copy of a smooth picture is smooth too: mild edits add no detail
-    calibration = query.calibration
-    nearest = query.smooth.nearest(
-        query.suspect.rgb, query.store, query.previews, calibration.fill, calibration.thresholds
-    )
-    for record_id in nearest:
+    for record_id in query.smooth.nearest(query.suspect.rgb, query.store, query.previews):
         _colour_fill(query, record_id, [query.suspect], evidence)
     query.lap("smooth")
 
@@ -166,7 +172,7 @@ def colour_veto_look(query: Query, evidence: Found) -> None:
             or found.confidence_of("colour_fill") >= MATCH_CONFIDENCE  # the colours agreed
             or found.inliers >= thresholds.inliers_alone  # keypoints that need no confirmation
             or not whole
-            or not query.smooth.holds(record_id, query.store, thresholds)
+            or not query.smooth.holds(record_id, query.store)
         ):
             continue
         # Compared at the preview's 256 px: turning a copy twice that size is as good and cheap.

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 
 from index.alignment import at_preview_scale, warp_onto
-from index.calibration import ColourEdit, Fill, Recolour, Thresholds
-from index.preview import Previews
+from index.calibration import Calibration, ColourEdit, Fill, Recolour, Thresholds
+from index.preview import Previews, PreviewSource
 from index.store import FingerprintStore
 
 
@@ -233,50 +233,74 @@ class SmoothRecords:
     """The records whose pictures are smooth (a PDQ hash of low quality, or few keypoints) and
     their colour layouts, for finding the record a smooth suspect may be a whole copy of: a
     derived cache of the store, tailed like the FAISS indexes (new records by id, removals by
-    sequence), its layouts made from the records' previews when first needed. One per Matcher."""
+    sequence), each layout made from its record's preview. One per process.
 
-    def __init__(self) -> None:
+    A first catch-up reads every record's PDQ quality and keypoint count and decodes each
+    smooth record's preview: a second or more per ten thousand records. A server does it before
+    it serves (``catch_up``, in the process its workers fork from), not in a user's request.
+    The layouts are kept as one matrix, which a forked worker shares until records are added.
+    """
+
+    def __init__(self, calibration: Calibration) -> None:
+        self.calibration = calibration
+        self.thresholds, self.fill = calibration.thresholds, calibration.fill
         self._lock = threading.Lock()
         self._last_record_id = 0
         self._last_removal_seq = 0
         self._smooth: set[int] = set()
-        self._layouts: dict[int, np.ndarray] = {}
+        self._without_layout: set[int] = set()  # smooth, but its preview was not found (yet)
+        self._ids = np.zeros(0, np.int64)
+        self._layouts = np.zeros((0, 3 * self.fill.layout_side**2))
 
-    def nearest(
-        self,
-        suspect_rgb: np.ndarray,
-        store: FingerprintStore,
-        previews: Previews,
-        fill: Fill,
-        thresholds: Thresholds,
-    ) -> list[int]:
+    def catch_up(self, store: FingerprintStore, previews: PreviewSource) -> None:
+        """Take in the records added and removed since the last catch-up."""
+        self._caught_up(store, Previews(previews, self.calibration.looks.judged_side))
+
+    def nearest(self, suspect_rgb: np.ndarray, store: FingerprintStore, previews: Previews) -> list[int]:
         """The smooth records whose colour layouts lie nearest the suspect's, nearest first."""
-        with self._lock:
-            self._catch_up(store, thresholds)
-            for record_id in self._smooth - self._layouts.keys():
-                preview = previews.get(record_id)
-                if preview is not None:
-                    self._layouts[record_id] = colour_layout(preview.coarse.rgb, fill.layout_side)
-            if not self._layouts:
-                return []
-            ids = np.fromiter(self._layouts, np.int64, len(self._layouts))
-            layouts = np.stack(list(self._layouts.values()))
-        distances = np.linalg.norm(layouts - colour_layout(suspect_rgb, fill.layout_side), axis=1)
-        return [int(ids[i]) for i in np.argsort(distances, kind="stable")[: fill.candidates]]
+        ids, layouts = self._caught_up(store, previews)
+        if not len(ids):
+            return []
+        distances = np.linalg.norm(layouts - colour_layout(suspect_rgb, self.fill.layout_side), axis=1)
+        return [int(ids[i]) for i in np.argsort(distances, kind="stable")[: self.fill.candidates]]
 
-    def holds(self, record_id: int, store: FingerprintStore, thresholds: Thresholds) -> bool:
+    def _caught_up(self, store: FingerprintStore, previews: Previews) -> tuple[np.ndarray, np.ndarray]:
+        """The smooth records' ids and layouts, once caught up."""
+        with self._lock:
+            self._catch_up(store)
+            self._add_layouts(previews)
+            return self._ids, self._layouts
+
+    def holds(self, record_id: int, store: FingerprintStore) -> bool:
         """Whether the record is smooth."""
         with self._lock:
-            self._catch_up(store, thresholds)
+            self._catch_up(store)
             return record_id in self._smooth
 
-    def _catch_up(self, store: FingerprintStore, thresholds: Thresholds) -> None:
+    def _catch_up(self, store: FingerprintStore) -> None:
         for details in store.details_after(self._last_record_id):
             quality = 0 if details.pdq is None else details.pdq.quality
-            if smooth(quality, details.keypoints, thresholds):
+            if smooth(quality, details.keypoints, self.thresholds):
                 self._smooth.add(details.record_id)
+                self._without_layout.add(details.record_id)
             self._last_record_id = details.record_id
-        for seq, record_id in store.removals_after(self._last_removal_seq):
-            self._smooth.discard(record_id)
-            self._layouts.pop(record_id, None)
-            self._last_removal_seq = seq
+        removed = store.removals_after(self._last_removal_seq)
+        if removed:
+            gone = {record_id for _, record_id in removed}
+            self._smooth -= gone
+            self._without_layout -= gone
+            kept = ~np.isin(self._ids, list(gone))
+            self._ids, self._layouts = self._ids[kept], self._layouts[kept]
+            self._last_removal_seq = removed[-1][0]
+
+    def _add_layouts(self, previews: Previews) -> None:
+        made: dict[int, np.ndarray] = {}
+        for record_id in sorted(self._without_layout):
+            preview = previews.get(record_id)
+            if preview is not None:
+                made[record_id] = colour_layout(preview.coarse.rgb, self.fill.layout_side)
+        if made:
+            # New arrays, not resized ones: a search reading the old pair keeps a consistent one.
+            self._ids = np.concatenate([self._ids, np.fromiter(made, np.int64, len(made))])
+            self._layouts = np.concatenate([self._layouts, np.stack(list(made.values()))])
+            self._without_layout -= made.keys()

@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from index import FingerprintIndex, IndexNotReady
+from index import FingerprintIndex, IndexNotReady, SmoothRecords
 from provenance.api import api, health
 from provenance.config import Settings
 from provenance.errors import (
@@ -45,9 +45,13 @@ def problem(status: int, title: str, detail: str, type_uri: str = "about:blank")
     return response
 
 
-def create_app(settings: Settings | None = None, index: FingerprintIndex | None = None) -> Flask:
-    """The application; over ``index`` (caught up with the store) where given, else over the
-    saved index loaded here."""
+def create_app(
+    settings: Settings | None = None,
+    index: FingerprintIndex | None = None,
+    smooth: SmoothRecords | None = None,
+) -> Flask:
+    """The application; over ``index`` and ``smooth`` (caught up with the store) where given,
+    else over the saved index loaded here and the smooth records read here."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     if settings.proxy_hops:
@@ -55,7 +59,7 @@ def create_app(settings: Settings | None = None, index: FingerprintIndex | None 
         # proxies saw: anything further left in X-Forwarded-For is the client's own claim.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + _MULTIPART_ALLOWANCE
-    app.extensions["provenance"] = build_services(settings, index=index)
+    app.extensions["provenance"] = build_services(settings, index=index, smooth=smooth)
     app.register_blueprint(operations)
     app.register_blueprint(api)
     app.register_blueprint(health)

@@ -2,7 +2,9 @@
 
 The index is the exception: the master loads it once and every worker inherits it by fork, so a
 host holds one copy (pages shared copy-on-write, never written by the workers: each adds what is
-registered later to indexes of its own) instead of one per worker.
+registered later to indexes of its own) instead of one per worker. So are the smooth records
+(index.smooth.SmoothRecords), whose first catch-up reads the whole store: the master does it once,
+and no worker or request waits for it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
-from index import FingerprintIndex, FingerprintStore, one_thread_per_process
+from index import Calibration, FingerprintIndex, FingerprintStore, SmoothRecords, one_thread_per_process
 from provenance import db
 from provenance.app import create_app
 from provenance.config import Settings
@@ -27,6 +30,7 @@ from provenance.logs import JsonFormatter, json_logging_config
 from provenance.metrics import process_exited, use_directory
 from provenance.services import load_index, save_index
 from provenance.uploads import MinimumUploadRate
+from provenance.verify import catch_up_smooth_records
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +44,10 @@ class _ThreadWorker(ThreadWorker):  # type: ignore[misc]
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, index: FingerprintIndex | None) -> None:
+    def __init__(self, settings: Settings, loaded: Preloaded) -> None:
         self._settings = settings
-        self._index = index
+        self._index = loaded.index
+        self._smooth = loaded.smooth
         super().__init__()
 
     def load_config(self) -> None:
@@ -71,12 +76,12 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         self.cfg.set("pre_fork", self._catch_up_before_fork)
 
     def _catch_up_before_fork(self, _: object, __: object) -> None:
-        if self._index is None:  # Milvus: nothing held by the master
-            return
         try:
             # Closed before the fork, as in prepare().
             with contextlib.closing(db.connect(self._settings.database)) as connection:
-                self._index.catch_up(FingerprintStore(connection))
+                if self._index is not None:  # None with Milvus: the master holds no index
+                    self._index.catch_up(FingerprintStore(connection))
+                catch_up_smooth_records(self._smooth, connection)
             db.close_pools()
         except Exception:  # the worker catches up itself: only sharing is lost
             logger.exception("the master could not catch its index up before forking a worker")
@@ -90,7 +95,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         one_thread_per_process()
         if self._index is not None:
             self._index.freeze()  # this worker's additions go apart: the master's pages stay shared
-        app = create_app(self._settings, self._index)
+        app = create_app(self._settings, self._index, self._smooth)
         if self._settings.upload_min_rate > 0:
             app.wsgi_app = MinimumUploadRate(  # type: ignore[method-assign]
                 app.wsgi_app, self._settings.upload_min_rate, self._settings.upload_grace_seconds
@@ -98,20 +103,30 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return app
 
 
-def prepare(settings: Settings) -> FingerprintIndex | None:
-    """Migrate the store and catch the index up once (saving a FAISS one). Returns the FAISS index
-    for the workers to inherit; None with Milvus, whose client (a gRPC channel) must not cross a
-    fork: each worker opens its own, and the collections are shared anyway."""
+@dataclass(frozen=True)
+class Preloaded:
+    """What the master loads for its workers to inherit: the FAISS index (None with Milvus, whose
+    client, a gRPC channel, must not cross a fork: each worker opens its own, and the collections
+    are shared anyway) and the smooth records."""
+
+    index: FingerprintIndex | None
+    smooth: SmoothRecords
+
+
+def prepare(settings: Settings) -> Preloaded:
+    """Migrate the store and catch the index (saving a FAISS one) and the smooth records up once."""
     # Closed here, not left to the garbage collector: an SQLite connection that survives into
     # gunicorn's fork shares its locks with the workers and breaks theirs (disk I/O errors,
     # writes of other processes unseen).
     one_thread_per_process()  # as in a rebuild (cli.index_rebuild): the master may rebuild too
     with contextlib.closing(db.open_database(settings.database)) as connection:
         index = load_index(settings, connection)
+        smooth = SmoothRecords(Calibration())  # the calibration every worker's services use
+        catch_up_smooth_records(smooth, connection)
     db.close_pools()  # likewise PostgreSQL connections: each worker opens its own pool
     save_index(settings, index)
     logger.info("index caught up with %d records", index.records)
-    return index if isinstance(index, FingerprintIndex) else None
+    return Preloaded(index if isinstance(index, FingerprintIndex) else None, smooth)
 
 
 @contextlib.contextmanager
@@ -133,7 +148,7 @@ def run_server(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    index = prepare(settings)
+    loaded = prepare(settings)
     with metrics_directory(settings) as directory:
         use_directory(directory)
-        _Gunicorn(dataclasses.replace(settings, metrics_dir=directory), index).run()
+        _Gunicorn(dataclasses.replace(settings, metrics_dir=directory), loaded).run()

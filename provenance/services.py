@@ -11,7 +11,15 @@ from pathlib import Path
 
 from flask import current_app, g
 
-from index import Calibration, FingerprintIndex, FingerprintStore, IndexNotReady, MilvusIndex, SearchIndex
+from index import (
+    Calibration,
+    FingerprintIndex,
+    FingerprintStore,
+    IndexNotReady,
+    MilvusIndex,
+    SearchIndex,
+    SmoothRecords,
+)
 from provenance import db
 from provenance.config import Settings
 from provenance.engines import Database
@@ -23,7 +31,7 @@ from provenance.ratelimit import RateLimiter
 from provenance.registry import Registry
 from provenance.signers import REFRESH_SECONDS, Signer, SignerCache, SignerStore
 from provenance.signing import ManifestSigner
-from provenance.verify import Verifier
+from provenance.verify import Verifier, catch_up_smooth_records
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +131,14 @@ def build_registry(
 
 
 def build_verifier(
-    settings: Settings, index: SearchIndex, calibration: Calibration | None = None
+    settings: Settings,
+    index: SearchIndex,
+    calibration: Calibration | None = None,
+    smooth: SmoothRecords | None = None,
 ) -> Verifier:
     """The read path over ``index``, trusting our anchors and our signers on record."""
     reader = ManifestReader(_trust_anchors(settings), signer_lookup(settings))
-    return Verifier(settings, index, reader, calibration)
+    return Verifier(settings, index, reader, calibration, smooth)
 
 
 def index_new_records(index: SearchIndex, connection: Database) -> None:
@@ -140,10 +151,14 @@ def index_new_records(index: SearchIndex, connection: Database) -> None:
 
 
 def build_services(
-    settings: Settings, calibration: Calibration | None = None, index: FingerprintIndex | None = None
+    settings: Settings,
+    calibration: Calibration | None = None,
+    index: FingerprintIndex | None = None,
+    smooth: SmoothRecords | None = None,
 ) -> Services:
-    """A process's services, over ``index`` where given (a server's workers share the FAISS index
-    their master loaded), else over the index load_index opens here; either caught up with the store."""
+    """A process's services, over ``index`` and ``smooth`` where given (a server's workers share
+    what their master loaded), else over the index load_index opens here and the smooth records
+    read here; all caught up with the store."""
 
     def after_commit(connection: Database) -> None:
         index_new_records(searched, connection)
@@ -157,6 +172,8 @@ def build_services(
         else:
             searched = index
             searched.catch_up(FingerprintStore(connection))
+        smooth = smooth or SmoothRecords(calibration or Calibration())
+        catch_up_smooth_records(smooth, connection)
         try:
             registry = build_registry(settings, connection, after_commit=after_commit)
         except SigningUnavailable as exc:
@@ -165,7 +182,7 @@ def build_services(
     return Services(
         settings,
         searched,
-        build_verifier(settings, searched, calibration),
+        build_verifier(settings, searched, calibration, smooth),
         signer_error,
         registry,
         RateLimiter(settings.rate_limits),

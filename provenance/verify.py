@@ -14,6 +14,7 @@ from index import (
     MethodEvidence,
     QueryDetail,
     SearchIndex,
+    SmoothRecords,
     StoredPreview,
     verdict_for,
 )
@@ -54,12 +55,13 @@ class Verifier:
         index: SearchIndex,
         reader: ManifestReader,
         calibration: Calibration | None = None,
+        smooth: SmoothRecords | None = None,
     ) -> None:
         self._settings = settings
         self._index = index
         self._reader = reader
         self.calibration = calibration or Calibration()
-        self._matcher = Matcher(index, self.calibration)
+        self._matcher = Matcher(index, self.calibration, smooth=smooth)
 
     def verify(self, connection: Database, data: bytes) -> VerificationResult:
         timings: dict[str, float] = {}
@@ -147,6 +149,13 @@ class Verifier:
             )
         matches.sort(key=lambda m: m.confidence, reverse=True)
         return tuple(matches)
+
+
+def catch_up_smooth_records(smooth: SmoothRecords, connection: Database) -> None:
+    """Take the records registered and deleted since ``smooth`` last looked into it. A process
+    does it before it serves, and a server's master before it forks its workers, so that no
+    request waits for a first scan of the store (index.smooth.SmoothRecords)."""
+    smooth.catch_up(FingerprintStore(connection), _previews(RecordStore(connection)))
 
 
 def _previews(records: RecordStore) -> Callable[[int], StoredPreview | None]:

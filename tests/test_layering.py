@@ -113,7 +113,9 @@ def test_the_application_uses_only_the_index_interface(source: str) -> None:
 
 
 def test_the_index_interface_stays_small() -> None:
-    assert len(index.__all__) <= 18  # two search engines (FAISS, Milvus) behind SearchIndex
+    # Two search engines (FAISS, Milvus) behind SearchIndex; the smooth records, which a server's
+    # master reads once for its workers as it loads the FAISS index for them.
+    assert len(index.__all__) <= 19
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

@@ -28,6 +28,7 @@ from provenance.server import prepare
 from provenance.services import build_services
 from tests import transforms
 from tests.conftest import api_key, data_dir_with_keys, fixture_bytes
+from tests.smooth_pictures import Design
 
 
 def open_files() -> list[str]:
@@ -509,12 +510,15 @@ def verdicts_by_worker(base: str, tmp_path: Path, suspect: bytes, workers: int =
 def test_workers_sharing_their_masters_index_each_find_records_registered_before_and_after_start(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """Workers inherit the index their master loaded instead of loading one each: every worker,
-    and one forked again after a crash, must still find what was on record at start and what a
-    worker registered since (each catches up on its own copy-on-write pages)."""
+    """Workers inherit the index and the smooth records their master loaded instead of loading
+    them each: every worker, and one forked again after a crash, must still find what was on
+    record at start and what a worker registered since (each catches up on its own copy-on-write
+    pages)."""
     registry = build_services(settings).require_registry()
+    gradient = transforms.encode(Design("linear", 0).picture(), "JPEG", quality=92)
     with contextlib.closing(db.connect(settings.database)) as connection:
         registry.register(connection, fixture_bytes("coffee.jpg"), GenerationRequest(model="m"))
+        registry.register(connection, gradient, GenerationRequest(model="m"))
     db.close_pools()
     on_record = transforms.crop(fixture_bytes("coffee.jpg"), 0.5)[0]
     unlimited = {"PROVENANCE_VERIFY_PER_MINUTE": "0", "PROVENANCE_VERIFY_PER_MINUTE_WITH_KEY": "0"}
@@ -522,6 +526,10 @@ def test_workers_sharing_their_masters_index_each_find_records_registered_before
     try:
         first = verdicts_by_worker(base, tmp_path, on_record)
         assert len(first) == 2 and all(v == {"matched"} for v in first.values()), first
+        # Found by colour alone (no keypoints, a PDQ hash of low quality): the master's smooth records.
+        smooth_copy = transforms.encode(transforms.decode(gradient), "JPEG", quality=90)
+        by_colour = verdicts_by_worker(base, tmp_path, smooth_copy)
+        assert len(by_colour) == 2 and all(v == {"matched"} for v in by_colour.values()), by_colour
         assert register_rocket(base, settings).status_code == 201
         registered = transforms.crop(fixture_bytes("rocket.jpg"), 0.5)[0]
         found = verdicts_by_worker(base, tmp_path, registered)

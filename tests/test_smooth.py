@@ -4,6 +4,7 @@ another emblem) is not."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import sqlite3
@@ -12,7 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from index import Calibration, Evidence, FingerprintIndex, FingerprintStore, Matcher, StoredPreview
+from index import (
+    Calibration,
+    Evidence,
+    FingerprintIndex,
+    FingerprintStore,
+    Matcher,
+    SmoothRecords,
+    StoredPreview,
+)
 from index.evidence import matched
 from index.smooth import fill_agreement
 from index.store import fingerprint_image
@@ -210,3 +219,43 @@ def test_a_smooth_picture_under_a_strong_colour_edit_keeps_its_match(kind: str, 
     found = library()
     copy = COLOUR_EDITS[edit](transforms.decode(jpeg(Design(kind, seed).picture(), 92)))
     assert matched_record(found.search(jpeg(copy, 90))) == found.ids[f"{kind}-{seed}"]
+
+
+def test_smooth_records_caught_up_before_serving_take_in_later_records_and_deletions() -> None:
+    """A server's master reads the smooth records once and its workers share them: each worker
+    must still find a smooth picture registered after that, and stop finding a deleted one,
+    while the others stay found."""
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    connection.execute(FingerprintStore.SCHEMA)
+    connection.execute(FingerprintStore.REMOVALS_SCHEMA)
+    store = FingerprintStore(connection)
+    previews: dict[int, StoredPreview] = {}
+    designs = {1: Design("linear", 0), 2: Design("radial", 1), 3: Design("blobs", 2)}
+
+    def register(record_id: int) -> None:
+        registered = transforms.decode(jpeg(designs[record_id].picture(), 92))
+        store.add(record_id, fingerprint_image(registered))
+        previews[record_id] = stored_preview(registered)
+
+    for record_id in (1, 2):
+        register(record_id)
+    smooth = SmoothRecords(Calibration())
+    smooth.catch_up(store, previews.get)  # the master, before it forks
+    register(3)
+    with connection:
+        store.remove(1)  # its preview stays readable: only the smooth records may drop it
+    index = FingerprintIndex()
+    index.catch_up(store)
+    worker = Matcher(index, Calibration(), smooth=smooth)
+
+    def found(record_id: int) -> int | None:
+        evidence: dict[int, Evidence] = {}
+        suspect = transforms.decode(mildly_edited(designs[record_id].picture()))
+        worker.search(suspect, previews.get, store, evidence, lambda _: None)
+        return matched_record(evidence)
+
+    assert found(3) == 3  # registered after the master's catch-up
+    assert found(2) == 2  # kept when another is deleted
+    assert found(1) is None  # deleted
+    with pytest.raises(ValueError, match="another calibration"):
+        Matcher(index, Calibration(fill=dataclasses.replace(Calibration().fill, candidates=5)), smooth=smooth)
