@@ -195,13 +195,15 @@ class Looks:
     mirrored_query_descriptors: int = 300
     # The dense look: the first candidates of the main and the small looks (benchmark: 58 of 71
     # flat-drawing crops missed by keypoints had their record in the top four of the main and
-    # the first small look), for crops that keep at least a tenth of the original. Two of each:
-    # every never-registered query pays for all of them (~6 ms a record), and in a probe of 400
-    # copies of the hardest families each of the 6 the dense look matched had its record first
-    # or second in one of the looks (three of each: the same 359 matched, 13 ms more on a
-    # never-registered query). In the full benchmark one copy was lost: a flag's crop whose
-    # record came third.
-    dense_candidates: int = 2
+    # the first small look), for crops that keep at least a tenth of the original. Every
+    # never-registered query pays for each (~6 ms a record). One of each: the 32 copies that the
+    # dense look matched in the full run of 2026-12-04 (of 5,410) each had its record first in
+    # a small look, and a record voted second by another look could push it out of the first
+    # ones searched stretched (dense_stretched_candidates). Replayed against two of each: the
+    # 1,350 crops and stretched crops (and saturation x2) matched 4 stretched crops more and
+    # none fewer; 1,010 queries (640 never-registered) gave the same verdicts and evidence,
+    # the dense look's median on the never-registered ones 36 -> 24 ms, theirs 226 -> 215 ms.
+    dense_candidates: int = 1
     # The first records of that list are also searched stretched (index.alignment.locate_within;
     # ~10 ms a record): replayed benchmark misses of stretched crops, 19 of 57 matched so, 21
     # where every record was searched stretched at ~4 times the dense look's cost.

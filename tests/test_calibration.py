@@ -46,7 +46,9 @@ def stated_numbers(calibration: Calibration) -> list[str]:
         f"least {t.nested_share} of it",
         f"judged at {looks.judged_side} px first",
         f"looks at {looks.small_side} and at {looks.smaller_side} px",
-        f"the first {WORDS[looks.dense_candidates]} records of each look",
+        "the first record of each look"
+        if looks.dense_candidates == 1
+        else f"the first {WORDS[looks.dense_candidates]} records of each look",
         f"(at most {t.band_kinds} kinds of row and of column,",
         f"at every scale down to {WORDS[looks.dense_min_coverage]} of their area",
         f"A placement that correlates below {calibration.alignment.min_placement_correlation} is not judged",
