@@ -206,8 +206,11 @@ class Looks:
     dense_candidates: int = 1
     # The first records of that list are also searched stretched (index.alignment.locate_within;
     # ~10 ms a record): replayed benchmark misses of stretched crops, 19 of 57 matched so, 21
-    # where every record was searched stretched at ~4 times the dense look's cost.
-    dense_stretched_candidates: int = 2
+    # where every record was searched stretched at ~4 times the dense look's cost. Since one
+    # record of each look is placed (at most three), all three: replayed, one stretched crop
+    # more of 300 matched, the 1,050 other crops and stretched copies as before, and the dense
+    # look's mean on 640 never-registered queries 26 -> 30 ms.
+    dense_stretched_candidates: int = 3
     dense_min_coverage: float = 0.1
     # A placement found at half the preview's resolution is a pixel or two off; refining it can
     # only rescue one that already agrees this much (benchmark probe: copies that end up passing
