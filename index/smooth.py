@@ -243,14 +243,13 @@ class SmoothRecords:
 
     def __init__(self, calibration: Calibration) -> None:
         self.calibration = calibration
-        self.thresholds, self.fill = calibration.thresholds, calibration.fill
         self._lock = threading.Lock()
         self._last_record_id = 0
         self._last_removal_seq = 0
         self._smooth: set[int] = set()
         self._without_layout: set[int] = set()  # smooth, but its preview was not found (yet)
         self._ids = np.zeros(0, np.int64)
-        self._layouts = np.zeros((0, 3 * self.fill.layout_side**2))
+        self._layouts = np.zeros((0, 3 * calibration.fill.layout_side**2))
 
     def catch_up(self, store: FingerprintStore, previews: PreviewSource) -> None:
         """Take in the records added and removed since the last catch-up."""
@@ -261,8 +260,9 @@ class SmoothRecords:
         ids, layouts = self._caught_up(store, previews)
         if not len(ids):
             return []
-        distances = np.linalg.norm(layouts - colour_layout(suspect_rgb, self.fill.layout_side), axis=1)
-        return [int(ids[i]) for i in np.argsort(distances, kind="stable")[: self.fill.candidates]]
+        fill = self.calibration.fill
+        distances = np.linalg.norm(layouts - colour_layout(suspect_rgb, fill.layout_side), axis=1)
+        return [int(ids[i]) for i in np.argsort(distances, kind="stable")[: fill.candidates]]
 
     def _caught_up(self, store: FingerprintStore, previews: Previews) -> tuple[np.ndarray, np.ndarray]:
         """The smooth records' ids and layouts, once caught up."""
@@ -280,7 +280,7 @@ class SmoothRecords:
     def _catch_up(self, store: FingerprintStore) -> None:
         for details in store.details_after(self._last_record_id):
             quality = 0 if details.pdq is None else details.pdq.quality
-            if smooth(quality, details.keypoints, self.thresholds):
+            if smooth(quality, details.keypoints, self.calibration.thresholds):
                 self._smooth.add(details.record_id)
                 self._without_layout.add(details.record_id)
             self._last_record_id = details.record_id
@@ -298,7 +298,7 @@ class SmoothRecords:
         for record_id in sorted(self._without_layout):
             preview = previews.get(record_id)
             if preview is not None:
-                made[record_id] = colour_layout(preview.coarse.rgb, self.fill.layout_side)
+                made[record_id] = colour_layout(preview.coarse.rgb, self.calibration.fill.layout_side)
         if made:
             # New arrays, not resized ones: a search reading the old pair keeps a consistent one.
             self._ids = np.concatenate([self._ids, np.fromiter(made, np.int64, len(made))])

@@ -172,7 +172,8 @@ def build_services(
         else:
             searched = index
             searched.catch_up(FingerprintStore(connection))
-        smooth = smooth or SmoothRecords(calibration or Calibration())
+        if smooth is None:
+            smooth = SmoothRecords(calibration or Calibration())
         catch_up_smooth_records(smooth, connection)
         try:
             registry = build_registry(settings, connection, after_commit=after_commit)
