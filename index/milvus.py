@@ -102,6 +102,13 @@ class MilvusIndex:
         self._client: Any = None
         self._loaded = False
         self._strong_until = 0.0
+        # Rows are upserted: two hosts catching up at once write the same keys. Milvus 2.3 makes
+        # an upsert a delete and an insert, and the deletes' logs get every sealed segment
+        # compacted, i.e. rewritten and indexed again (a 100,000-record rebuild's log: each of
+        # its nine segments of 2.3 million rows compacted alone into the same rows, then indexed
+        # again, ~3.5 minutes each here). A rebuild fills collections no host writes to, so it
+        # inserts.
+        self._sole_writer = False
         self._lock = threading.Lock()
         self.last_record_id = 0
         self.last_removal_seq = 0
@@ -145,7 +152,7 @@ class MilvusIndex:
     # -- catch-up --
 
     def catch_up(self, store: FingerprintStore) -> int:
-        """Upsert the store's records beyond the cursor, then delete those removed since."""
+        """Write the store's records beyond the cursor, then delete those removed since."""
         with self._lock:
             client = self._ready()
             pending = store.rows_after(self.last_record_id, INDEXED_DESCRIPTORS)
@@ -195,10 +202,11 @@ class MilvusIndex:
     def _write(
         self, client: Any, pdq_rows: list[dict[str, Any]], local_rows: list[dict[str, Any]], through: int
     ) -> None:
+        write = client.insert if self._sole_writer else client.upsert
         if pdq_rows:
-            client.upsert(self._names.pdq, pdq_rows)
+            write(self._names.pdq, pdq_rows)
         if local_rows:
-            client.upsert(self._names.local, local_rows)
+            write(self._names.local, local_rows)
         logger.debug("indexed into Milvus through record %d", through)
 
     # -- search --
@@ -266,7 +274,7 @@ class MilvusIndex:
         try:
             fresh = _create_generation(client, prefix, aliased=False)
             building = cls(uri, prefix, names=fresh)
-            building._client, building._loaded = client, True
+            building._client, building._loaded, building._sole_writer = client, True, True
             building.catch_up(store)
             for name in _each(fresh):
                 client.flush(name)  # seal the segments so that their IVF index is built
