@@ -95,7 +95,9 @@ class MilvusIndex:
     loading: catch-up and searches raise IndexNotReady until the collections are loaded.
     """
 
-    def __init__(self, uri: str, prefix: str, *, names: _Names | None = None) -> None:
+    def __init__(
+        self, uri: str, prefix: str, *, names: _Names | None = None, sole_writer: bool = False
+    ) -> None:
         _pymilvus()  # a missing client is a configuration error: say so at start
         self._uri, self._prefix = uri, prefix
         self._names = names or _Names.under(prefix)
@@ -107,8 +109,8 @@ class MilvusIndex:
         # compacted, i.e. rewritten and indexed again (a 100,000-record rebuild's log: each of
         # its nine segments of 2.3 million rows compacted alone into the same rows, then indexed
         # again, ~3.5 minutes each here). A rebuild fills collections no host writes to, so it
-        # inserts.
-        self._sole_writer = False
+        # inserts (``sole_writer``).
+        self._sole_writer = sole_writer
         self._lock = threading.Lock()
         self.last_record_id = 0
         self.last_removal_seq = 0
@@ -273,8 +275,8 @@ class MilvusIndex:
         pymilvus = _pymilvus()
         try:
             fresh = _create_generation(client, prefix, aliased=False)
-            building = cls(uri, prefix, names=fresh)
-            building._client, building._loaded, building._sole_writer = client, True, True
+            building = cls(uri, prefix, names=fresh, sole_writer=True)
+            building._client, building._loaded = client, True
             building.catch_up(store)
             for name in _each(fresh):
                 client.flush(name)  # seal the segments so that their IVF index is built
