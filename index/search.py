@@ -155,8 +155,11 @@ def vote(
     """Candidates from each query descriptor's neighbours (a row of record ids, -1 for none): see
     ``FingerprintIndex.search_local``."""
     close = (labels >= 0) & (distances <= retrieval.max_distance)
-    rows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[close]
-    votes = np.unique(np.stack([labels[close], rows], axis=1), axis=0)  # (record, descriptor)
+    rows = np.nonzero(close)[0]
+    # One vote per (record, descriptor): unique keys, record-major, as one sort of integers
+    # (np.unique over rows sorts them as opaque bytes, four times slower at these sizes).
+    keys = np.unique(labels[close].astype(np.int64) * len(labels) + rows)
+    votes = np.stack(np.divmod(keys, len(labels)), axis=1)  # (record, descriptor)
     if len(votes) == 0:  # an empty index, or nothing close
         return []
     corners = None
