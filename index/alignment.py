@@ -313,15 +313,17 @@ def locate_within(
     placement exists for any pair of images, so only that judgement says whether it is a copy.
     With ``stretched`` the query is also slid stretched along one axis by powers of
     ``Alignment.stretched_aspect_step`` (a crop fitted into another format; ~3 times the
-    upright search's cost). None: the query is too flat or too small to place, or its best
-    placement correlates too weakly to be a copy (``Alignment.min_placement_correlation``).
+    upright search's cost), where the upright search placed it well enough to be worth it
+    (``Alignment.stretched_from_correlation``). None: the query is too flat or too small to
+    place, or its best placement correlates too weakly to be a copy
+    (``Alignment.min_placement_correlation``).
     """
     coarse = cv2.pyrDown(preview_gray)
     upright = _best_over_scales(query_gray, coarse, 1.0, alignment, min_coverage)
     if upright is None:
         return None
     best_score, best = upright
-    if stretched:
+    if stretched and best_score >= alignment.stretched_from_correlation:
         steps = alignment.stretched_aspect_steps
         for power in [k for k in range(-steps, steps + 1) if k]:
             aspect = alignment.stretched_aspect_step**power
