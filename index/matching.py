@@ -18,7 +18,7 @@ from PIL import Image
 from index.calibration import Calibration
 from index.engine import SearchIndex
 from index.evidence import Evidence, MethodEvidence, Picture, QueryDetail, judged, matched
-from index.features import PROCESSING_SIDE, LocalFeatures, extract_local_features
+from index.features import PROCESSING_SIDE, LocalFeatures, describe, detect, extract_local_features, mirrored
 from index.fingerprints import dihedral_variant
 from index.judging import dense_placement, verify_candidates, vote_and_verify, whole_image_agreement
 from index.preview import Previews, PreviewSource
@@ -121,7 +121,8 @@ def pdq_look(query: Query, evidence: Found) -> None:
 
 def local_look(query: Query, evidence: Found) -> None:
     """Local features at the processing side: vote, then verify the best candidates."""
-    query.features = extract_local_features(query.suspect.image)
+    query.detection = detect(query.suspect.image)
+    query.features = describe(query.detection)
     query.lap("local_extract")
     retrieval = query.calibration.retrieval
     vote_and_verify(query, evidence, "", query.features, retrieval.query_descriptors)
@@ -264,8 +265,9 @@ def mirrored_look(query: Query, evidence: Found) -> None:
     copy is also cropped or overlaid, so the upright look has no record to turn it back for:
     look at the suspect mirrored, as the first keypoint look did upright. The region needs no
     correction: the mirrored suspect shows the same part of the original."""
-    mirrored = Picture(dihedral_variant(query.suspect.image, _MIRRORED))
-    features = extract_local_features(mirrored.image)
+    assert query.detection is not None  # the first keypoint look always runs
+    suspect = Picture(dihedral_variant(query.suspect.image, _MIRRORED))
+    features = describe(mirrored(query.detection))  # the first look's keypoints, mirrored
     query.lap("local_extract_mirrored")
     # Only the first candidates: a mirrored copy keeps most of the original (a crop to 60-80 %),
     # so its record ranks among them, and every never-registered query pays for this look
@@ -276,7 +278,7 @@ def mirrored_look(query: Query, evidence: Found) -> None:
         "mirrored",
         features,
         query.calibration.looks.mirrored_query_descriptors,
-        suspect=mirrored,
+        suspect=suspect,
         look_further=False,
     )
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from index.calibration import Calibration
 from index.engine import SearchIndex
 from index.evidence import Evidence, Picture
-from index.features import LocalFeatures
+from index.features import Detection, LocalFeatures
 from index.fingerprints import PdqHash, pdq_dihedral
 from index.preview import Previews
 from index.search import PdqHit
@@ -39,7 +39,9 @@ class Query:
         self.calibration = calibration
         self.lap = lap  # called with each step's name as it ends (the answer's timings)
         self.pdq_hits: dict[int, PdqHit] = {}
-        self.features: LocalFeatures | None = None  # at the processing side, once extracted
+        # At the processing side, once extracted; the detection, for the mirrored look too.
+        self.detection: Detection | None = None
+        self.features: LocalFeatures | None = None
         self.voted: dict[str, list[int]] = {}  # per keypoint look, the records voted for, best first
         self._references: dict[int, LocalFeatures | None] = {}
 

@@ -26,7 +26,10 @@ from index.features import (
     INDEXED_KEYPOINTS,
     LocalFeatures,
     _indexed_order,
+    describe,
+    detect,
     extract_local_features,
+    mirrored,
     share_inside,
     verify_geometry,
 )
@@ -153,6 +156,23 @@ def test_textureless_image_has_no_local_features_but_still_a_pdq_hash() -> None:
     features = extract_local_features(flat)
     assert len(features) < 10
     assert pdq(flat).quality < 50
+
+
+def test_the_first_looks_keypoints_mirrored_describe_the_mirrored_picture_as_detecting_it_would() -> None:
+    """The mirrored look reuses the first look's detection (index.features.mirrored): the same
+    keypoints, at the same points, with the same descriptors as ORB finds on the mirror."""
+    picture = photo()
+    native = extract_local_features(ImageOps.mirror(picture))
+    reused = describe(mirrored(detect(picture)))
+    assert len(reused) == len(native) > 500
+    native_points = {bytes(d): point for d, point in zip(native.descriptors, native.points, strict=True)}
+    reused_points = {bytes(d): point for d, point in zip(reused.descriptors, reused.points, strict=True)}
+    shared = native_points.keys() & reused_points.keys()
+    assert len(shared) >= 0.97 * len(native)
+    assert all(np.allclose(native_points[d], reused_points[d], atol=0.01) for d in shared)
+    # Described upright, the same keypoints are other descriptors: the reuse did mirror them.
+    upright = {bytes(d) for d in extract_local_features(picture).descriptors}
+    assert len(upright & reused_points.keys()) < 0.1 * len(native)
 
 
 def test_a_long_thin_banner_is_fingerprinted_without_local_features() -> None:
