@@ -209,22 +209,20 @@ class Detection:
     """ORB's keypoints of an image scaled to one side, not yet described (``describe``).
 
     The read path keeps its first detection to look at the suspect mirrored as well: ORB's
-    detector is symmetric, so the mirror's keypoints are these, mirrored (``mirrored``).
-    ``keypoints`` are OpenCV's objects, where ORB made them; the arrays hold their points (pixels
-    of ``gray``), responses, pyramid levels, sizes and angles.
+    detector is symmetric, so the mirror's keypoints are these, mirrored (``mirrored``). The
+    arrays hold the keypoints' points (pixels of ``gray``), responses and pyramid levels.
     """
 
     gray: np.ndarray  # the image, grey, at the side ORB saw it
-    keypoints: list[cv2.KeyPoint] | None  # None: made from the arrays when described
+    keypoints: list[cv2.KeyPoint]  # as ORB found them on the upright image
     points: np.ndarray
     responses: np.ndarray
     octaves: np.ndarray
-    sizes: np.ndarray
-    angles: np.ndarray
     width: int  # the image's own size, and its pixels per pixel of gray
     height: int
     scale: float
     max_keypoints: int
+    mirror: bool = False  # gray and points are mirrored, keypoints not yet
 
 
 def detect(image: Image.Image, side: int = PROCESSING_SIDE, max_keypoints: int = MAX_KEYPOINTS) -> Detection:
@@ -254,8 +252,6 @@ def detect(image: Image.Image, side: int = PROCESSING_SIDE, max_keypoints: int =
         np.asarray(cv2.KeyPoint.convert(detected), np.float32).reshape(-1, 2),  # ~100x faster than k.pt each
         np.array([k.response for k in detected], dtype=np.float32),
         np.array([k.octave for k in detected], dtype=np.int64),
-        np.array([k.size for k in detected], dtype=np.float32),
-        np.array([k.angle for k in detected], dtype=np.float32),
         image.width,
         image.height,
         scale,
@@ -277,8 +273,7 @@ def mirrored(detection: Detection) -> Detection:
     level_width = np.rint(gray.shape[1] / level_scale)
     points = detection.points.copy()
     points[:, 0] = (level_width - 1) * level_scale - detection.points[:, 0]
-    angles = np.mod(180.0 - detection.angles, 360.0).astype(np.float32)
-    return dataclasses.replace(detection, gray=gray, keypoints=None, points=points, angles=angles)
+    return dataclasses.replace(detection, gray=gray, points=points, mirror=True)
 
 
 def describe(detection: Detection) -> LocalFeatures:
@@ -289,19 +284,11 @@ def describe(detection: Detection) -> LocalFeatures:
     height, width = detection.gray.shape
     order = _indexed_order(detection.points, detection.responses, detection.octaves, width, height)
     chosen = order[: detection.max_keypoints]
-    if detection.keypoints is not None:
-        keypoints = [detection.keypoints[i] for i in chosen]
-    else:
+    keypoints = [detection.keypoints[i] for i in chosen]
+    if detection.mirror:  # only the keypoints described are mirrored: most are not
         keypoints = [
-            cv2.KeyPoint(
-                float(detection.points[i, 0]),
-                float(detection.points[i, 1]),
-                float(detection.sizes[i]),
-                float(detection.angles[i]),
-                float(detection.responses[i]),
-                int(detection.octaves[i]),
-            )
-            for i in chosen
+            cv2.KeyPoint(float(x), float(y), k.size, (180.0 - k.angle) % 360.0, k.response, k.octave)
+            for k, (x, y) in zip(keypoints, detection.points[chosen], strict=True)
         ]
     described, descriptors = _teblid.compute(detection.gray, keypoints)
     if descriptors is None or not described:
