@@ -52,6 +52,8 @@ def stated_numbers(calibration: Calibration) -> list[str]:
         f"(at most {t.band_kinds} kinds of row and of column,",
         f"at every scale down to {WORDS[looks.dense_min_coverage]} of their area",
         f"A placement that correlates below {calibration.alignment.min_placement_correlation} is not judged",
+        "where the upright search already places it at a correlation of "
+        f"{calibration.alignment.stretched_from_correlation} or more",
         f"a `local_features` match below {t.inliers_alone} inliers and a `dense_alignment`",
         f"no match where more than {round(100 * recolour.share)} % of the overlap is flat in both",
         f"differs from the original by over {recolour.tolerance:g} CIELAB units",
