@@ -222,7 +222,7 @@ class Detection:
     height: int
     scale: float
     max_keypoints: int
-    mirror: bool = False  # gray and points are mirrored, keypoints not yet
+    mirror: bool = False  # gray and points are mirrored, keypoints (their angles) not yet
 
 
 def detect(image: Image.Image, side: int = PROCESSING_SIDE, max_keypoints: int = MAX_KEYPOINTS) -> Detection:
@@ -273,7 +273,7 @@ def mirrored(detection: Detection) -> Detection:
     level_width = np.rint(gray.shape[1] / level_scale)
     points = detection.points.copy()
     points[:, 0] = (level_width - 1) * level_scale - detection.points[:, 0]
-    return dataclasses.replace(detection, gray=gray, points=points, mirror=True)
+    return dataclasses.replace(detection, gray=gray, points=points, mirror=not detection.mirror)
 
 
 def describe(detection: Detection) -> LocalFeatures:
