@@ -11,7 +11,8 @@ rebuild fills fresh collections while the old ones serve, then moves every host 
   seq), shared by every host. A host that finds new records in the store starts from it, so a
   record is written once by the host that registered it, not once per host.
 
-Writes are upserts by those deterministic keys: two hosts catching up at once write the same rows.
+Hosts' writes are upserts by those deterministic keys: two hosts catching up at once write the
+same rows. A rebuild, the only writer of the collections it fills, inserts.
 Removals are read after additions, as FAISS's catch-up does, so a record deleted while a host adds
 it is removed again by that host. Searches use Session consistency: this process's own writes are
 visible to its next search; other hosts' within Milvus's time tick (0.2 s by default). Deletions
@@ -170,7 +171,7 @@ class MilvusIndex:
             if shared_removal > self.last_removal_seq:
                 self.last_removal_seq = shared_removal
                 self._strong_until = time.monotonic() + _STRONG_SECONDS
-            added = self._upsert(client, itertools.chain([first], pending) if first else iter(()))
+            added = self._add(client, itertools.chain([first], pending) if first else iter(()))
             removals = store.removals_after(self.last_removal_seq)
             if removals:
                 self._strong_until = time.monotonic() + _STRONG_SECONDS
@@ -181,7 +182,7 @@ class MilvusIndex:
             self.records = _count(client, self._names.pdq)
             return added
 
-    def _upsert(self, client: Any, rows: Iterator[IndexRows]) -> int:
+    def _add(self, client: Any, rows: Iterator[IndexRows]) -> int:
         added = 0
         pdq_rows: list[dict[str, Any]] = []
         local_rows: list[dict[str, Any]] = []

@@ -11,7 +11,7 @@ p95 per search and Milvus's extra time per verification (one PDQ and one local s
 of a verification does not depend on the engine).
 
 Milvus is the tests' embedded standalone server (tests/milvus.py), on this machine, filled by
-`MilvusIndex.rebuild_from` (upsert, flush, index, load). Its memory is the growth of the server
+`MilvusIndex.rebuild_from` (insert, flush, index, load). Its memory is the growth of the server
 process's resident set over its empty-collections start, after the load, and its disk the growth of
 its data folder (binlogs, index files, write-ahead log); FAISS's is the serialised size of its
 indexes.
