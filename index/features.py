@@ -407,23 +407,28 @@ def verify_geometry(
     """
     if len(query) < 4 or len(reference) < 4:
         return None
-    # Most candidates are not copies, and matching each query descriptor with the reference's
-    # is most of a verification's cost. The query's descriptors come strongest first in each
-    # part of the picture (``_balanced_order``), so a prefix of them holds a share of a copy's
-    # inliers from all over it: where that prefix fits no transform at all, the rest is not
-    # matched. Each descriptor's neighbours are its own, so the prefix's serve the whole. A
-    # small query is matched whole: it costs little, and half of a few keypoints may not hold 4
-    # of a copy's inliers.
-    probe = round(len(query) * ransac.probe_share)
-    if probe < ransac.probe_min_descriptors:
-        probe = len(query)
-    distances, indices = nearest_two(query.descriptors[:probe], reference.descriptors)
+    # Most candidates are not copies, and matching descriptors is most of a verification's cost.
+    # Both sides' descriptors come strongest first in each part of the picture
+    # (``_balanced_order``), so prefixes of them hold a share of a copy's inliers from all over
+    # it: where the prefixes fit no transform at all, the whole sets are not matched. A small
+    # query is matched whole: it costs little, and half of a few keypoints may not hold 4 of a
+    # copy's inliers.
+    probe = _probe_size(len(query), ransac.probe_share, ransac)
     if probe < len(query):
-        if _similarity(query.prefix(probe), reference, distances, indices, ransac) is None:
+        reference_probe = _probe_size(len(reference), ransac.probe_reference_share, ransac)
+        prefixes = query.prefix(probe), reference.prefix(reference_probe)
+        distances, indices = nearest_two(prefixes[0].descriptors, prefixes[1].descriptors)
+        if _similarity(*prefixes, distances, indices, ransac) is None:
             return None
-        rest = nearest_two(query.descriptors[probe:], reference.descriptors)
-        distances, indices = np.vstack([distances, rest[0]]), np.vstack([indices, rest[1]])
+    distances, indices = nearest_two(query.descriptors, reference.descriptors)
     return _similarity(query, reference, distances, indices, ransac)
+
+
+def _probe_size(count: int, share: float, ransac: Ransac) -> int:
+    """How many of a set's ``count`` descriptors the probe matches: ``share`` of them, or all
+    where that share is fewer than ``Ransac.probe_min_descriptors``."""
+    probe = round(count * share)
+    return count if probe < ransac.probe_min_descriptors else probe
 
 
 def _similarity(

@@ -116,12 +116,13 @@ def test_the_index_holds_fine_scale_keypoints_beside_all_the_strongest_ones() ->
 
 
 def test_matching_half_the_descriptors_first_changes_no_copy_s_alignment() -> None:
-    """A candidate is matched with a prefix of the suspect's descriptors first, and the rest only
-    where the prefix fits a transform: for a copy, the match is the one all descriptors give."""
+    """A candidate is matched with a prefix of the suspect's descriptors against a prefix of its
+    own first, and whole only where the prefixes fit a transform: for a copy, the match is the
+    one all descriptors give."""
     image = photo()
     reference = LocalFeatures.from_bytes(extract_local_features(image).to_bytes())
     crop = extract_local_features(image.crop((200, 100, 520, 340)).resize((480, 360)))
-    probed = verify_geometry(crop, reference, Ransac(probe_share=0.5))
+    probed = verify_geometry(crop, reference, Ransac(probe_share=0.5, probe_reference_share=0.5))
     whole = verify_geometry(crop, reference, Ransac(probe_share=1.0))
     assert probed is not None and whole is not None and probed.inliers >= 20
     assert probed.inliers == whole.inliers
