@@ -276,14 +276,15 @@ def mirrored(detection: Detection) -> Detection:
     return dataclasses.replace(detection, gray=gray, points=points, mirror=not detection.mirror)
 
 
-def describe(detection: Detection) -> LocalFeatures:
+def describe(detection: Detection, max_keypoints: int | None = None) -> LocalFeatures:
     """TEBLID descriptors of a spatially balanced share of the detected keypoints
-    (``_indexed_order``), with their points in the original image's pixels."""
+    (``_indexed_order``), with their points in the original image's pixels: at most
+    ``max_keypoints`` of them, by default the budget the detection was made for."""
     if not len(detection.points):
         return _no_features(detection)
     height, width = detection.gray.shape
     order = _indexed_order(detection.points, detection.responses, detection.octaves, width, height)
-    chosen = order[: detection.max_keypoints]
+    chosen = order[: detection.max_keypoints if max_keypoints is None else max_keypoints]
     keypoints = [detection.keypoints[i] for i in chosen]
     if detection.mirror:  # only the keypoints described are mirrored: most are not
         keypoints = [

@@ -253,7 +253,9 @@ def _small_look(name: str, side: Callable[[Calibration], int]) -> Callable[[Quer
         """A crop shows part of the original enlarged, beyond ORB's pyramid at the processing
         side; seen smaller it meets the original's scale (index.calibration.Looks)."""
         looks = query.calibration.looks
-        features = extract_local_features(query.suspect.image, side=side(query.calibration))
+        features = extract_local_features(
+            query.suspect.image, side=side(query.calibration), max_keypoints=looks.small_keypoints
+        )
         query.lap("local_extract_" + name)
         vote_and_verify(query, evidence, name, features, looks.small_query_descriptors)
 
@@ -266,8 +268,10 @@ def mirrored_look(query: Query, evidence: Found) -> None:
     look at the suspect mirrored, as the first keypoint look did upright. The region needs no
     correction: the mirrored suspect shows the same part of the original."""
     assert query.detection is not None  # the first keypoint look always runs
+    looks = query.calibration.looks
     suspect = Picture(dihedral_variant(query.suspect.image, _MIRRORED))
-    features = describe(mirrored(query.detection))  # the first look's keypoints, mirrored
+    # The first look's keypoints, mirrored.
+    features = describe(mirrored(query.detection), max_keypoints=looks.mirrored_keypoints)
     query.lap("local_extract_mirrored")
     # Only the first candidates: a mirrored copy keeps most of the original (a crop to 60-80 %),
     # so its record ranks among them, and every never-registered query pays for this look
@@ -277,7 +281,7 @@ def mirrored_look(query: Query, evidence: Found) -> None:
         evidence,
         "mirrored",
         features,
-        query.calibration.looks.mirrored_query_descriptors,
+        looks.mirrored_query_descriptors,
         suspect=suspect,
         look_further=False,
     )
