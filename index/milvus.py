@@ -47,17 +47,19 @@ logger = logging.getLogger(__name__)
 _RANKS = 256  # local primary key = record id * _RANKS + the descriptor's rank in its record
 assert INDEXED_DESCRIPTORS <= _RANKS
 # Inverted lists per sealed segment (Milvus builds one index per segment; under its default sizes
-# a segment is sealed at 2.3 million of these rows, and compaction merges three into one) and
-# lists probed in each. A search costs about nlist + nprobe x rows / nlist distances per query
-# descriptor and segment, so 4,096 lists probed 8 times rather than 1,024 probed 32: at 10,000
-# records (one segment of 1.92 million rows; scripts/bench_milvus.py's records and queries) a
-# 500-descriptor search took 33 ms instead of 117 at the median (FAISS: 17), with the same top
-# record for 40 of 40 copies and slightly more votes than FAISS (191 against 188: 8 of 4,096
-# lists is a larger share than FAISS's 8 of 8,192), so Milvus still finds at least the
-# neighbours FAISS finds. Probing 4: 29 ms, 187 votes. More lists cost more index building
-# (k-means): 4,096 took ~3.5 minutes per segment of 2.3 million rows here.
+# a segment is sealed at 2.3 million of these rows, and compaction merges up to three into one)
+# and lists probed in each. A search costs about nlist + nprobe x rows / nlist distances per query
+# descriptor and segment, so 4,096 lists rather than 1,024: at 10,000 records (one segment of
+# 1.92 million rows; scripts/bench_milvus.py's records and queries) a 500-descriptor search
+# probing 8 took 33 ms instead of 117 with 1,024 lists probed 32. More lists cost more index
+# building (k-means): 4,096 took ~3.5 minutes per segment of 2.3 million rows here. 2 probed:
+# at 100,000 records (five segments of 1.1 to 6.8 million rows) probing 8, 4 and 2 took 167, 97
+# and 71 ms against FAISS's 60, 39 and 38 in the same passes, with the same top record for 40
+# of 40 copies each time and 191, 186 and 173 votes for it (FAISS 183); and on the benchmark's
+# 10,000-record store, probing 2, each of 740 copies got the verdict and the top record it gets
+# on FAISS (README, Scaling out). 2 is the one within issue #19's +50 ms over FAISS.
 _NLIST = 4096
-_NPROBE = 8
+_NPROBE = 2
 _BATCH_VECTORS = 50_000  # per insert request: well under gRPC's 64 MB message limit
 _CONSISTENCY = "Session"
 _STRONG_SECONDS = 2.0  # after a removal: several of Milvus's 0.2 s time ticks
