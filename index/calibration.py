@@ -195,11 +195,6 @@ class Looks:
     # the picture's own keypoints only show up in a larger budget, at twice the processing side.
     large_keypoints: int = 3000
     large_query_descriptors: int = 600
-    # ...of which it describes and verifies with the first this many (the balanced order's, so
-    # the 600 searched stay the same). Replayed on the 372 saved copies of the full run of
-    # 2026-12-04 that reached this look: at 2,000 every verdict and top record the same, at
-    # 1,500 a screenshot lost; never-registered queries: 8 ms less CPU each on average (150).
-    large_described_keypoints: int = 2000
     # The mirrored look votes with fewer descriptors than the first look: a mirrored copy keeps
     # most of the original (a crop to 60-80 %), so its record wins by far (in a probe of 40
     # mirrored crops, 20 votes or more and ranked first each time), and every never-registered

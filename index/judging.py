@@ -126,10 +126,9 @@ def _geometry(
 ) -> GeometricMatch | None:
     """Verify a candidate, first where its votes cluster when the search says where that is.
 
-    The large look's query descriptors (3,000 when this was measured, 2,000 since) cost ~14 ms
-    per candidate, and a query that matches nothing verifies eight there. A copy lies where
-    its record's votes cluster, so the query's keypoints in and around that window are
-    checked first; the whole query is
+    The large look's 3,000 query descriptors cost ~14 ms per candidate, and a query that
+    matches nothing verifies eight there. A copy lies where its record's votes cluster, so
+    the query's keypoints in and around that window are checked first; the whole query is
     matched only when they begin a transform (the picture may reach beyond the window),
     which most wrong candidates never do. Benchmark, same hour: large-look verification
     median 48 -> 33 ms on never-registered queries, no screenshot lost.

@@ -304,8 +304,9 @@ def large_look(query: Query, evidence: Found) -> None:
     resolution (upsampling a small screenshot), where the picture's keypoints meet the
     original's at a similar scale, and count each record's votes where they cluster."""
     looks = query.calibration.looks
-    detection = detect(query.suspect.image, side=2 * PROCESSING_SIDE, max_keypoints=looks.large_keypoints)
-    features = describe(detection, max_keypoints=looks.large_described_keypoints)
+    features = extract_local_features(
+        query.suspect.image, side=2 * PROCESSING_SIDE, max_keypoints=looks.large_keypoints
+    )
     query.lap("local_extract_large")
     vote_and_verify(query, evidence, "large", features, looks.large_query_descriptors, densest_window=True)
 

@@ -47,8 +47,7 @@ def stated_numbers(calibration: Calibration) -> list[str]:
         f"judged at {looks.judged_side} px first",
         f"looks at {looks.small_side} and at {looks.smaller_side} px, "
         f"{looks.small_keypoints:,} keypoints each",
-        f"({looks.large_keypoints:,} detected, the first {looks.large_query_descriptors:,} searched, "
-        f"{looks.large_described_keypoints:,} verified)",
+        f"({looks.large_keypoints:,} keypoints, the first {looks.large_query_descriptors:,} searched)",
         f"described at the first {looks.mirrored_keypoints:,} of the first look's keypoints mirrored",
         "the first record of each look"
         if looks.dense_candidates == 1
