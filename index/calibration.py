@@ -314,8 +314,8 @@ class Ransac:
     # The prefix is matched with this share of the candidate's descriptors (a prefix too, where
     # it holds probe_min_descriptors). Replayed on the 5,202 saved copies of the full run of
     # 2026-12-04 that reached a keypoint look: every verdict and top record the same at 0.5; at
-    # 1/3, a quarter crop lost. Never-registered queries: the same verdicts on 80, ~12 ms less
-    # each at the median (the whole set is matched again where the prefixes fit).
+    # 1/3, a quarter crop lost. Never-registered queries: the same verdicts on 100, 9 ms less
+    # CPU each at the median (the whole sets are matched afresh where the prefixes fit).
     probe_reference_share: float = 0.5
     reprojection_pixels: float = 4.0  # inlier tolerance, in processing pixels of the reference
     # RANSAC's iterations (OpenCV's default) and confidence (above its default 0.99): the
