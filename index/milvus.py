@@ -114,6 +114,7 @@ class MilvusIndex:
         # again, ~3.5 minutes each here). A rebuild fills collections no host writes to, so it
         # inserts (``sole_writer``).
         self._sole_writer = sole_writer
+        self.probes = _NPROBE  # lists searched per segment (scripts/bench_milvus.py --probes varies it)
         self._lock = threading.Lock()
         self.last_record_id = 0
         self.last_removal_seq = 0
@@ -236,7 +237,10 @@ class MilvusIndex:
             return []
         codes = np.ascontiguousarray(descriptors, dtype=np.uint8).reshape(-1, PDQ_BITS // 8)
         distances, keys = self._search(
-            self._names.local, [code.tobytes() for code in codes], retrieval.neighbours, {"nprobe": _NPROBE}
+            self._names.local,
+            [code.tobytes() for code in codes],
+            retrieval.neighbours,
+            {"nprobe": self.probes},
         )
         labels = np.where(keys >= 0, keys // _RANKS, -1)
         return vote(distances, labels, retrieval, positions, limit)

@@ -16,7 +16,7 @@ process's resident set over its empty-collections start, after the load, and its
 its data folder (binlogs, index files, write-ahead log); FAISS's is the serialised size of its
 indexes.
 
-Usage: .venv/bin/python scripts/bench_milvus.py [--records 10000 30000] [--sample 400]
+Usage: .venv/bin/python scripts/bench_milvus.py [--records 10000 30000] [--probes 8 4 2] [--sample 400]
 """
 
 from __future__ import annotations
@@ -140,8 +140,10 @@ def disk_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
 
 
-def measure(store: SampledStore, cluster: MilvusCluster, prefix: str, server_pid: int) -> str:
-    """One table row: both engines over the same ``store``."""
+def measure(
+    store: SampledStore, cluster: MilvusCluster, prefix: str, server_pid: int, probes: list[int] | None
+) -> list[str]:
+    """Table rows, one per number of lists Milvus probes: both engines over the same ``store``."""
     size = store.records
     started = time.perf_counter()
     faiss_index = FingerprintIndex.rebuild_from(store, threads=os.cpu_count() or 1)  # type: ignore[arg-type]
@@ -157,22 +159,26 @@ def measure(store: SampledStore, cluster: MilvusCluster, prefix: str, server_pid
     grown = resident_bytes(server_pid) - empty
     written = disk_bytes(cluster.directory / "data") - empty_disk  # binlogs, index files, WAL
     asked = queries(store, np.random.default_rng(size))
-    timed((faiss_index, milvus_index), asked[:3])  # warm the client's channels and caches
-    faiss_ms, milvus_ms = timed((faiss_index, milvus_index), asked)
-    retrieval = Retrieval()
-    same = sum(
-        [c.record_id for c in faiss_index.search_local(d, retrieval, limit=1)]
-        == [c.record_id for c in milvus_index.search_local(d, retrieval, limit=1)]
-        for d, _ in asked
-    )
     faiss_bytes = faiss_index.memory_bytes() / size
-    return (
-        f"| {size:,} | {faiss_build:.1f} | {milvus_build:.1f} | {faiss_bytes:,.0f} |"
-        f" {grown / size:,.0f} | {written / size:,.0f} |"
-        f" {statistics.median(faiss_ms):.1f} / {p95(faiss_ms):.1f} |"
-        f" {statistics.median(milvus_ms):.1f} / {p95(milvus_ms):.1f} |"
-        f" {statistics.median(milvus_ms) - statistics.median(faiss_ms):.1f} | {same}/{len(asked)} |"
-    )
+    retrieval = Retrieval()
+    rows = []
+    for probed in probes or [milvus_index.probes]:
+        milvus_index.probes = probed
+        timed((faiss_index, milvus_index), asked[:3])  # warm the client's channels and caches
+        faiss_ms, milvus_ms = timed((faiss_index, milvus_index), asked)
+        same = sum(
+            [c.record_id for c in faiss_index.search_local(d, retrieval, limit=1)]
+            == [c.record_id for c in milvus_index.search_local(d, retrieval, limit=1)]
+            for d, _ in asked
+        )
+        rows.append(
+            f"| {size:,} | {probed} | {faiss_build:.1f} | {milvus_build:.1f} | {faiss_bytes:,.0f} |"
+            f" {grown / size:,.0f} | {written / size:,.0f} |"
+            f" {statistics.median(faiss_ms):.1f} / {p95(faiss_ms):.1f} |"
+            f" {statistics.median(milvus_ms):.1f} / {p95(milvus_ms):.1f} |"
+            f" {statistics.median(milvus_ms) - statistics.median(faiss_ms):.1f} | {same}/{len(asked)} |"
+        )
+    return rows
 
 
 def main() -> None:
@@ -182,6 +188,9 @@ def main() -> None:
     )
     parser.add_argument("--sample", type=int, default=400, help="how many of those images")
     parser.add_argument("--records", type=int, nargs="+", default=[10_000])
+    parser.add_argument(
+        "--probes", type=int, nargs="+", help="lists Milvus probes per segment (default: the index's own)"
+    )
     args = parser.parse_args()
     one_thread_per_process()
     images = sorted(ROOT.glob(args.images))
@@ -192,17 +201,15 @@ def main() -> None:
     try:
         server_pid = cluster._server.server_proc.pid  # type: ignore[attr-defined]
         print(
-            "| records | FAISS build s | Milvus rebuild s | FAISS bytes/record | Milvus RSS bytes/record |"
-            " Milvus disk bytes/record |"
+            "| records | probed | FAISS build s | Milvus rebuild s | FAISS bytes/record |"
+            " Milvus RSS bytes/record | Milvus disk bytes/record |"
             " FAISS p50 / p95 ms | Milvus p50 / p95 ms | Milvus extra p50 ms | same top record |"
         )
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |")
         for size in args.records:
             with cluster.prefix() as prefix:  # its collections are dropped after each size
-                print(
-                    measure(SampledStore(descriptors, hashes, size), cluster, prefix, server_pid),
-                    flush=True,
-                )
+                store = SampledStore(descriptors, hashes, size)
+                print("\n".join(measure(store, cluster, prefix, server_pid, args.probes)), flush=True)
     finally:
         cluster.stop()
 
