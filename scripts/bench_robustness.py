@@ -311,6 +311,7 @@ SHARED_CONTENT = [
     ("openclipart-png-02225", "openclipart-png-02340", "the same printer, recoloured"),
     ("openclipart-png-01938", "openclipart-png-02464", "the same power symbol"),
     ("openclipart-png-06961", "openclipart-png-07029", "the same sign's corner, another symbol inside"),
+    ("openclipart-png-02115", "openclipart-png-02170", "the same monitor, recoloured, a keyboard added"),
     ("wesnoth-1.16-data-04790", "wesnoth-1.16-data-04870", "one mountain piece, its rock peak the same"),
     (
         "plasma-workspace-wallpapers-00028",
