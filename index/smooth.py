@@ -247,7 +247,11 @@ class SmoothRecords:
         self._last_record_id = 0
         self._last_removal_seq = 0
         self._smooth: set[int] = set()
-        self._without_layout: set[int] = set()  # smooth, but its preview was not found (yet)
+        # Smooth records whose layouts are still to be made. A record's preview commits with its
+        # fingerprints and goes with them, so one that has none now never will: it is looked up
+        # once, not again at every smooth suspect (a million-record benchmark's filler, which has
+        # no previews, cost each smooth suspect 0.85 s of lookups).
+        self._layout_pending: set[int] = set()
         self._ids = np.zeros(0, np.int64)
         self._layouts = np.zeros((0, 3 * calibration.fill.layout_side**2))
 
@@ -282,25 +286,25 @@ class SmoothRecords:
             quality = 0 if details.pdq is None else details.pdq.quality
             if smooth(quality, details.keypoints, self.calibration.thresholds):
                 self._smooth.add(details.record_id)
-                self._without_layout.add(details.record_id)
+                self._layout_pending.add(details.record_id)
             self._last_record_id = details.record_id
         removed = store.removals_after(self._last_removal_seq)
         if removed:
             gone = {record_id for _, record_id in removed}
             self._smooth -= gone
-            self._without_layout -= gone
+            self._layout_pending -= gone
             kept = ~np.isin(self._ids, list(gone))
             self._ids, self._layouts = self._ids[kept], self._layouts[kept]
             self._last_removal_seq = removed[-1][0]
 
     def _add_layouts(self, previews: Previews) -> None:
         made: dict[int, np.ndarray] = {}
-        for record_id in sorted(self._without_layout):
+        for record_id in sorted(self._layout_pending):
             preview = previews.get(record_id)
             if preview is not None:
                 made[record_id] = colour_layout(preview.coarse.rgb, self.calibration.fill.layout_side)
+        self._layout_pending.clear()
         if made:
             # New arrays, not resized ones: a search reading the old pair keeps a consistent one.
             self._ids = np.concatenate([self._ids, np.fromiter(made, np.int64, len(made))])
             self._layouts = np.concatenate([self._layouts, np.stack(list(made.values()))])
-            self._without_layout -= made.keys()

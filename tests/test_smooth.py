@@ -259,3 +259,34 @@ def test_smooth_records_caught_up_before_serving_take_in_later_records_and_delet
     assert found(1) is None  # deleted
     with pytest.raises(ValueError, match="another calibration"):
         Matcher(index, Calibration(fill=dataclasses.replace(Calibration().fill, candidates=5)), smooth=smooth)
+
+
+def test_a_smooth_record_without_a_preview_is_looked_up_once_not_at_every_suspect() -> None:
+    """A record's preview commits and goes with its fingerprints, so one that has none never will
+    have one; asking again at every smooth suspect made each wait for all such lookups."""
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    connection.execute(FingerprintStore.SCHEMA)
+    connection.execute(FingerprintStore.REMOVALS_SCHEMA)
+    store = FingerprintStore(connection)
+    design, other = Design("linear", 0), Design("radial", 1)
+    registered = transforms.decode(jpeg(design.picture(), 92))
+    store.add(1, fingerprint_image(registered))
+    store.add(2, fingerprint_image(transforms.decode(jpeg(other.picture(), 92))))  # no preview
+    previews = {1: stored_preview(registered)}
+    asked: list[int] = []
+
+    def preview(record_id: int) -> StoredPreview | None:
+        asked.append(record_id)
+        return previews.get(record_id)
+
+    smooth = SmoothRecords(Calibration())
+    smooth.catch_up(store, preview)
+    index = FingerprintIndex()
+    index.catch_up(store)
+    matcher = Matcher(index, Calibration(), smooth=smooth)
+    for _ in range(3):
+        evidence: dict[int, Evidence] = {}
+        suspect = transforms.decode(mildly_edited(design.picture()))
+        matcher.search(suspect, preview, store, evidence, lambda _: None)
+        assert matched_record(evidence) == 1
+    assert asked.count(2) == 1
