@@ -45,6 +45,15 @@ _RETRAIN_GROWTH = 8  # re-sample centroids once the index has grown this much si
 # benchmark: 2 of 5,370 copies no longer found (a flag in a screenshot, a wallpaper's crop
 # stretched), both found again with 16.
 _NPROBE = 8
+# Codes each query descriptor scans at most, its nearest lists first (FAISS's max_codes). Lists
+# grow with the store (~230 codes on average at 10,000 records, ~1,940 at a million), the lists
+# of common descriptors most, and a search's time with them. At 10,000 records 4,000 cuts the
+# longest 8 lists of 19 % of query descriptors (9 % of the codes they held); replayed on the 825
+# saved copies of the full run of 2026-12-04 that reached the small or the large look, not one
+# outcome changed. At a million records (scripts/bench_scale.py's store, 100 fixed copies and 99
+# unrelated images, one process): copies p50 137 -> 94 ms, unrelated p50 408 -> 254, p95 952 ->
+# 782, the same 98 copies matched.
+_MAX_CODES = 4_000
 NESTED_QUANTIZER_LISTS = 16_384  # from this many lists on, they are found through an inverted file
 _CENTROID_NPROBE = 64  # lists of centroids each descriptor visits to find its _NPROBE lists
 _ADD_BATCH = 1_000_000  # descriptors added per FAISS call at most (~0.8 GB of work space)
@@ -242,7 +251,7 @@ class _LocalDescriptorIndex:
             mine = part_of == number
             centroids[mine] = codes[picks[mine] - starts[number]]
         ivf = _inverted_file(len(centroids), _coarse_quantizer(centroids, rng))
-        ivf.nprobe = _NPROBE
+        _set_search_scope(ivf)
         for codes, ids in parts:
             _add_in_batches(ivf, codes, ids)
         self.index = ivf
@@ -266,6 +275,12 @@ def _joined(records: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarr
     codes = [record_codes for record_codes, _ in records]
     ids = np.repeat(np.array([record_id for _, record_id in records], np.int64), [len(c) for c in codes])
     return np.concatenate(codes), ids
+
+
+def _set_search_scope(ivf: Any) -> None:
+    """How much of the inverted file each query descriptor scans."""
+    ivf.nprobe = _NPROBE
+    ivf.max_codes = _MAX_CODES
 
 
 def _inverted_file(lists: int, quantizer: Any) -> Any:
@@ -481,7 +496,7 @@ class FingerprintIndex:
         # Files saved before deletions existed hold three numbers: no removal applied yet.
         removal_seq = state[3] if len(state) > 3 else 0
         if isinstance(local_index, faiss.IndexBinaryIVF):
-            local_index.nprobe = _NPROBE  # settings of this code, not of the file's age
+            _set_search_scope(local_index)  # settings of this code, not of the file's age
             quantizer = faiss.downcast_IndexBinary(local_index.quantizer)
             if isinstance(quantizer, faiss.IndexBinaryIVF):  # with few lists, a flat one
                 quantizer.nprobe = _CENTROID_NPROBE

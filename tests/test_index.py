@@ -376,6 +376,27 @@ def test_index_switches_to_ivf_when_large_and_still_finds_the_record(monkeypatch
     assert 20 not in {c.record_id for c in index.search_local(query.descriptors[:300], Retrieval())}
 
 
+def test_an_ivf_search_scans_a_bounded_share_of_long_lists_and_still_finds_the_record(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A search's time grows with the lists it scans, and they grow with the store: each query
+    descriptor scans at most _MAX_CODES codes, its nearest lists first, in a rebuilt index as
+    in a loaded one, and the real record still wins."""
+    monkeypatch.setattr(search_module, "IVF_MIN_VECTORS", 2000)
+    monkeypatch.setattr(search_module, "_MAX_CODES", 50)  # 2 of the 8 lists probed here, ~25 codes each
+    rng = np.random.default_rng(4)
+    real = fingerprint_image(photo("rocket"))
+    fingerprints = random_descriptor_records(rng, real.pdq, range(1, 40))
+    fingerprints[20] = real
+    index = FingerprintIndex.rebuild_from(store_with_fingerprints(fingerprints))
+    index.save(tmp_path / "fp.npz")
+    query = extract_local_features(photo("rocket")).descriptors[:300]
+    for searched in (index, FingerprintIndex.load(tmp_path / "fp.npz")):
+        faiss.cvar.indexIVF_stats.reset()
+        assert searched.search_local(query, Retrieval())[0].record_id == 20
+        assert faiss.cvar.indexIVF_stats.ndis <= len(query) * 50
+
+
 def test_an_index_grown_a_record_at_a_time_retrains_with_what_it_held(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
