@@ -43,6 +43,8 @@ class Query:
         self.detection: Detection | None = None
         self.features: LocalFeatures | None = None
         self.voted: dict[str, list[int]] = {}  # per keypoint look, the records voted for, best first
+        # per record, the bounding boxes (reference pixels) of the regions judged so far
+        self.judged_regions: dict[int, list[tuple[float, float, float, float]]] = {}
         self._references: dict[int, LocalFeatures | None] = {}
 
     def reference(self, record_id: int) -> LocalFeatures | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import random
+from typing import Any
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
 from PIL import Image, ImageDraw, ImageOps
 
-from index import Thresholds
+from index import Thresholds, judging
 from provenance.app import create_app
 from provenance.config import Settings
 from provenance.devkeys import KeyFiles, generate_dev_keys
@@ -273,6 +274,34 @@ def test_drawings_sharing_only_a_shape_or_a_typeface_are_not_matched(
                 strongest = max(strongest, *(m.get("score", 0) for m in match["methods"]))
     # Keypoints do line up (enough inliers for a match on their own); the dense check tells.
     assert strongest >= Thresholds().inliers_match
+
+
+def test_a_later_look_does_not_judge_a_record_again_for_the_part_already_judged(
+    client: FlaskClient, signing_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drawing that shares a shape with a registered one is found by look after look; judging
+    the same part of that record again, with no more inliers, cost each such never-registered
+    query hundreds of milliseconds and changed no verdict (index.judging.SAME_REGION)."""
+    for name in COINCIDENCES:
+        register(client, signing_key, fixture_bytes(name), filename=name)
+    judged: list[tuple[int, tuple[float, float, float, float], int]] = []
+    judge = judging._judge_models
+
+    def recorded(query: Any, suspect: Any, record_id: int, similarity: Any) -> Any:
+        judged.append((record_id, judging._box(similarity.region) or (0, 0, 0, 0), similarity.inliers))
+        return judge(query, suspect, record_id, similarity)
+
+    monkeypatch.setattr(judging, "_judge_models", recorded)
+    judgements = 0
+    for other in COINCIDENCES.values():
+        judged.clear()
+        assert verify(client, fixture_bytes(other), signing_key)["verdict"] != "matched", other
+        judgements += len(judged)
+        for number, (record_id, box, inliers) in enumerate(judged):
+            before = [(b, i) for r, b, i in judged[:number] if r == record_id]
+            if any(judging._box_overlap(box, b) >= judging.SAME_REGION for b, _ in before):
+                assert inliers > max(i for _, i in before), other
+    assert judgements > len(COINCIDENCES)  # looks did judge these records
 
 
 def test_mirrored_copy_of_a_calm_picture_is_confirmed_by_its_turned_back_features(
