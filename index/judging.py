@@ -88,9 +88,9 @@ def vote_and_verify(
 # the looks before judged (its region's bounding box overlapping each earlier one's by less than
 # this, as intersection over union), or with more inliers. Drawings that share a shape with a
 # registered one are found look after look, and each judgement (similarity, affine, homography,
-# dense refinement) costs tens of milliseconds: at a million records (scripts/bench_scale.py's
-# store) unrelated images' p95 744 -> 459 ms, their slowest spending half their time judging the
-# same records' same parts again. Replayed on the 1,102 saved copies of the full run of
+# dense refinement) costs tens of milliseconds: at a million records (scripts/bench_scale.py
+# --keep-index) unrelated images' p95 744 -> 431 ms; the slowest had spent half their time
+# judging the same records' same parts again. Replayed on the 1,102 saved copies of the full run of
 # 2026-12-04 that reached the small, large, mirrored or upright look: not one outcome changed,
 # nor when no second judgement without more inliers was made at all (413 of them).
 SAME_REGION = 0.8
