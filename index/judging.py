@@ -121,14 +121,13 @@ def verify_candidates(
         # off (a crop seen at the scale of the original's keypoints): judge it too while
         # the record is not a match yet, if it shows another part of the record (SAME_REGION).
         box = _box(geometry.region)
-        earlier = query.judged_regions.setdefault(record_id, [])
+        judged_boxes = query.judged_regions.setdefault(record_id, [])
+        same_part = box is not None and any(_box_overlap(box, b) >= SAME_REGION for b in judged_boxes)
         if geometry.inliers > found.inliers or (
-            kept < MATCH_CONFIDENCE
-            and geometry.inliers >= thresholds.inliers_possible
-            and not any(box and _box_overlap(box, other) >= SAME_REGION for other in earlier)
+            kept < MATCH_CONFIDENCE and geometry.inliers >= thresholds.inliers_possible and not same_part
         ):
-            if box:
-                earlier.append(box)
+            if box is not None:
+                judged_boxes.append(box)
             geometry, agreement, confidence = _judge_models(query, suspect, record_id, geometry)
             if confidence > kept or (confidence == kept and geometry.inliers > found.inliers):
                 found.inliers = geometry.inliers
