@@ -58,8 +58,14 @@ class Picture:
         self.image = image
 
     @functools.cached_property
+    def gray_image(self) -> Image.Image:
+        """The image in grey: each keypoint look scales it to its own side (converting the
+        suspect once, not at every look)."""
+        return self.image.convert("L")
+
+    @functools.cached_property
     def gray(self) -> np.ndarray:
-        return np.asarray(self.image.convert("L"))
+        return np.asarray(self.gray_image)
 
     @functools.cached_property
     def rgb(self) -> np.ndarray:

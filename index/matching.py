@@ -121,7 +121,7 @@ def pdq_look(query: Query, evidence: Found) -> None:
 
 def local_look(query: Query, evidence: Found) -> None:
     """Local features at the processing side: vote, then verify the best candidates."""
-    query.detection = detect(query.suspect.image)
+    query.detection = detect(query.suspect.gray_image)
     query.features = describe(query.detection)
     query.lap("local_extract")
     retrieval = query.calibration.retrieval
@@ -254,7 +254,7 @@ def _small_look(name: str, side: Callable[[Calibration], int]) -> Callable[[Quer
         side; seen smaller it meets the original's scale (index.calibration.Looks)."""
         looks = query.calibration.looks
         features = extract_local_features(
-            query.suspect.image, side=side(query.calibration), max_keypoints=looks.small_keypoints
+            query.suspect.gray_image, side=side(query.calibration), max_keypoints=looks.small_keypoints
         )
         query.lap("local_extract_" + name)
         vote_and_verify(query, evidence, name, features, looks.small_query_descriptors)
@@ -305,7 +305,7 @@ def large_look(query: Query, evidence: Found) -> None:
     original's at a similar scale, and count each record's votes where they cluster."""
     looks = query.calibration.looks
     features = extract_local_features(
-        query.suspect.image, side=2 * PROCESSING_SIDE, max_keypoints=looks.large_keypoints
+        query.suspect.gray_image, side=2 * PROCESSING_SIDE, max_keypoints=looks.large_keypoints
     )
     query.lap("local_extract_large")
     vote_and_verify(query, evidence, "large", features, looks.large_query_descriptors, densest_window=True)

@@ -25,6 +25,7 @@ from index.features import (
     DESCRIPTOR_BYTES,
     INDEXED_KEYPOINTS,
     LocalFeatures,
+    _balanced_order,
     _indexed_order,
     describe,
     detect,
@@ -113,6 +114,23 @@ def test_the_index_holds_fine_scale_keypoints_beside_all_the_strongest_ones() ->
     assert (octaves[indexed[160:]] == 0).all() and len(indexed) > 160
     fine_cells = {(int(x // 25), int(y // 25)) for x, y in points[indexed[160:]]}
     assert len(fine_cells) == 16  # the fine ones too are spread over the whole picture
+
+
+def test_the_balanced_order_is_the_one_stored_records_were_described_in() -> None:
+    # Records keep their descriptors in this order and the index holds a prefix of it, so a
+    # faster sort must give the same order, ties and all: round-robin over the grid's cells,
+    # strongest first, equal responses (-0 and 0 among them) by index.
+    rng = np.random.default_rng(5)
+    for count in (0, 1, 17, 3000):
+        points = rng.uniform(0, 100, (count, 2)).astype(np.float32)
+        responses = (rng.integers(-3, 4, count) * rng.choice([1.0, 0.5, 1e-7], count)).astype(np.float32)
+        responses[rng.random(count) < 0.1] = -0.0
+        cells = np.minimum(points // 25, 3).astype(int) @ np.array([1, 4])
+        by_cell = np.lexsort((-responses, cells))
+        rank = np.empty(count, np.int64)
+        rank[by_cell] = np.arange(count) - np.searchsorted(cells[by_cell], cells[by_cell])
+        expected = np.lexsort((-responses, rank))
+        assert _balanced_order(points, responses, 100, 100).tolist() == expected.tolist()
 
 
 def test_matching_half_the_descriptors_first_changes_no_copy_s_alignment() -> None:
