@@ -421,7 +421,7 @@ def is_stretched(placement: np.ndarray, alignment: Alignment) -> bool:
 def _best_place(image: np.ndarray, template: np.ndarray) -> tuple[float, int, int] | None:
     """The template's best normalised cross-correlation within ``image`` and its top-left
     corner there; None for a flat template, which correlates with nothing (and divides by zero)."""
-    if template.std() < 1:
+    if cv2.meanStdDev(template)[1][0, 0] < 1:  # NumPy's std costs ~10x more; the dense look asks ~70 times
         return None
     _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(image, template, cv2.TM_CCOEFF_NORMED))
     return float(score), int(x), int(y)
