@@ -249,8 +249,8 @@ def detect(image: Image.Image, side: int = PROCESSING_SIDE, max_keypoints: int =
     # Too small to hold a keypoint's patch, as it is or once scaled (a long thin banner): ORB's
     # pyramid would shrink it to nothing, which OpenCV refuses with an error.
     if min(image.width, image.height, *size) >= 16:
-        grey_image = image if image.mode == "L" else image.convert("L")
-        gray = np.asarray(grey_image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+        gray_image = image if image.mode == "L" else image.convert("L")
+        gray = np.asarray(gray_image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
         # Detect several times the budget, then keep a spatially balanced share: a global cap
         # hands every keypoint to the busiest area (text and icons around a screenshotted
         # picture, one textured corner of a calm photo), leaving nothing where a crop or the
