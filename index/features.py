@@ -180,7 +180,7 @@ def _balanced_order(points: np.ndarray, responses: np.ndarray, width: int, heigh
 def _strongest_first(responses: np.ndarray) -> np.ndarray:
     """Indices of ``responses`` from the largest down, equal ones by index: a stable sort, made
     as one sort of distinct 64-bit keys (the float's bits, made to order as the floats do, above
-    the index), ~8x faster than NumPy's stable sort of floats."""
+    the index), ~5x faster than NumPy's stable sort of floats."""
     bits = (np.asarray(responses, np.float32) + np.float32(0)).view(np.uint32).astype(np.uint64)  # -0 -> 0
     ascending = np.where(bits >> np.uint64(31), ~bits & np.uint64(0xFFFFFFFF), bits | np.uint64(0x80000000))
     keys = ((np.uint64(0xFFFFFFFF) - ascending) << np.uint64(32)) | np.arange(len(bits), dtype=np.uint64)

@@ -80,6 +80,10 @@ def pdq(image: Image.Image) -> PdqHash:
 
 
 _QUARTER_TURNS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
+# The same quarter turns (anticlockwise) for pixel arrays, as OpenCV's copies: ~13x faster than
+# NumPy's strided copy of a turned view (1.1 ms of a query's 8 hashes), and ~6x faster than
+# turning the PIL image, for the same pixels.
+_ANTICLOCKWISE_TURNS = (None, cv2.ROTATE_90_COUNTERCLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_CLOCKWISE)
 
 
 def dihedral_variant(image: Image.Image, variant: int) -> Image.Image:
@@ -101,8 +105,3 @@ def pdq_dihedral(image: Image.Image) -> list[PdqHash]:
         for turn in _ANTICLOCKWISE_TURNS:
             variants.append(_hash_array(mirrored if turn is None else cv2.rotate(mirrored, turn)))
     return variants
-
-
-# The quarter turns of np.rot90 (0-3, anticlockwise), as OpenCV's copies: the same pixels,
-# ~13x faster than NumPy's strided copy of the turned view (1.1 ms of a query's 8 hashes).
-_ANTICLOCKWISE_TURNS = (None, cv2.ROTATE_90_COUNTERCLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_CLOCKWISE)
