@@ -80,9 +80,14 @@ class Previews:
         self._judged_side = judged_side
         self._found: dict[int, Preview | None] = {}
 
-    def get(self, record_id: int) -> Preview | None:
-        """The record's preview; None if the record is gone."""
-        if record_id not in self._found:
-            stored = self._source(record_id)
-            self._found[record_id] = None if stored is None else Preview(stored, self._judged_side)
-        return self._found[record_id]
+    def get(self, record_id: int, keep: bool = True) -> Preview | None:
+        """The record's preview; None if the record is gone. ``keep=False`` for a pass over
+        many records that each need theirs once: a decoded preview holds some 400 KB, and
+        the smooth records' first catch-up decodes every smooth record's."""
+        if record_id in self._found:
+            return self._found[record_id]
+        stored = self._source(record_id)
+        preview = None if stored is None else Preview(stored, self._judged_side)
+        if keep:
+            self._found[record_id] = preview
+        return preview

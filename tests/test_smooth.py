@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import io
 import sqlite3
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from index import (
     StoredPreview,
 )
 from index.evidence import matched
+from index.preview import Preview
 from index.smooth import fill_agreement
 from index.store import fingerprint_image
 from tests import smooth_pictures, transforms
@@ -290,3 +292,29 @@ def test_a_smooth_record_without_a_preview_is_looked_up_once_not_at_every_suspec
         matcher.search(suspect, preview, store, evidence, lambda _: None)
         assert matched_record(evidence) == 1
     assert asked.count(2) == 1
+
+
+def test_a_first_catch_up_decodes_one_preview_at_a_time_not_keeping_them_all() -> None:
+    """A server's master decodes every smooth record's preview to make its colour layout; kept
+    until the end of the catch-up, they stayed in the process's heap for good (110 MB per host
+    for 3,000 records, 310 of them smooth)."""
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    connection.execute(FingerprintStore.SCHEMA)
+    connection.execute(FingerprintStore.REMOVALS_SCHEMA)
+    store = FingerprintStore(connection)
+    registered = transforms.decode(jpeg(Design("radial", 1).picture(), 92))
+    fingerprints, preview = fingerprint_image(registered), stored_preview(registered)
+    records = 24
+    for record_id in range(1, records + 1):
+        store.add(record_id, fingerprints)
+    decoded = Preview(preview, Calibration().looks.judged_side).coarse.rgb.nbytes  # as the layout reads it
+    smooth = SmoothRecords(Calibration())
+    tracemalloc.start()
+    try:
+        smooth.catch_up(store, lambda _: preview)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert smooth.holds(records, store)
+    # 0.3 MB; every preview kept, 3.3 MB (24 of 131 KB, and what each layout made of them)
+    assert peak < records * decoded / 4, (peak, decoded)
