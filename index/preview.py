@@ -82,7 +82,7 @@ class Previews:
 
     def get(self, record_id: int, keep: bool = True) -> Preview | None:
         """The record's preview; None if the record is gone. ``keep=False`` for a pass over
-        many records that each need theirs once: a decoded preview holds some 400 KB, and
+        many records that each need theirs once: a decoded preview holds some 360 KB, and
         the smooth records' first catch-up decodes every smooth record's."""
         if record_id in self._found:
             return self._found[record_id]
